@@ -1,0 +1,134 @@
+"""Owners (namespaces) and API tokens.
+
+An :class:`Account` is a namespace that owns models and predictions and pays for them. Every user
+has a personal account with the same name; organisations become accounts of type ``organization``
+without changing anything that points at an account.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Union
+
+from django.contrib.auth.models import AbstractUser, AnonymousUser
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from marketplace.accounts.validators import namespace_validator
+
+
+class User(AbstractUser):
+    username = models.CharField(
+        "username",
+        max_length=39,
+        unique=True,
+        validators=[namespace_validator],
+        help_text="Your namespace: lowercase letters, digits and . _ - between them.",
+        error_messages={"unique": "That name is taken."},
+    )
+
+    @property
+    def account(self) -> Account:
+        return self.personal_account
+
+
+# What request.user can be: views pass it straight to access checks.
+AnyUser = Union["User", AnonymousUser, None]
+
+
+class Account(models.Model):
+    class Type(models.TextChoices):
+        USER = "user"
+        ORGANIZATION = "organization"
+
+    username = models.CharField(max_length=39, validators=[namespace_validator])
+    type = models.CharField(max_length=16, choices=Type.choices, default=Type.USER)
+    name = models.CharField(max_length=100, blank=True)
+    # Set for personal accounts only.
+    user = models.OneToOneField(
+        User, null=True, blank=True, on_delete=models.CASCADE, related_name="personal_account"
+    )
+    github_url = models.URLField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("username"), name="account_username_ci_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.username
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.username
+
+    def is_member(self, user: AnyUser) -> bool:
+        """Whether ``user`` may act for this account (organisations add members later)."""
+        return user is not None and user.is_authenticated and self.user_id == user.pk
+
+
+def _hash_key(raw_key: str) -> str:
+    # Tokens carry 240 bits of randomness, so a fast hash is enough: there is nothing to brute
+    # force, and authentication stays a single indexed lookup.
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def authenticate(self, raw_key: str) -> ApiToken | None:
+        if not raw_key.startswith(ApiToken.PREFIX):
+            return None
+        token = (
+            self.select_related("user", "user__personal_account")
+            .filter(key_hash=_hash_key(raw_key), user__is_active=True)
+            .first()
+        )
+        if token is not None:
+            token.touch()
+        return token
+
+
+class ApiToken(models.Model):
+    """A secret a program presents as ``Authorization: Bearer <key>``.
+
+    Only a SHA-256 of the key is stored; the key itself is shown once, when it is created.
+    """
+
+    PREFIX = "mkt_"
+    # Writing last_used_at on every request would turn each API read into a write.
+    TOUCH_INTERVAL = timedelta(minutes=1)
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, default="default")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    key_hint = models.CharField(
+        max_length=16, editable=False, help_text="First characters, for display"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_hint}…)"
+
+    @classmethod
+    def create_for(cls, user: User, name: str = "default") -> tuple[ApiToken, str]:
+        """Create a token; return it and the raw key (the only time the key exists in clear)."""
+        raw_key = cls.PREFIX + secrets.token_urlsafe(30)
+        token = cls.objects.create(
+            user=user,
+            name=name,
+            key_hash=_hash_key(raw_key),
+            key_hint=raw_key[: len(cls.PREFIX) + 6],
+        )
+        return token, raw_key
+
+    def touch(self) -> None:
+        now = timezone.now()
+        if self.last_used_at is None or now - self.last_used_at > self.TOUCH_INTERVAL:
+            type(self).objects.filter(pk=self.pk).update(last_used_at=now)
+            self.last_used_at = now

@@ -1,0 +1,86 @@
+"""One error shape for the whole API: RFC 7807 problem details, as Replicate sends them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+PROBLEM_JSON = "application/problem+json"
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthenticated",
+    402: "Payment required",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    406: "Not acceptable",
+    409: "Conflict",
+    413: "Request entity too large",
+    415: "Unsupported media type",
+    422: "Unprocessable entity",
+    429: "Too many requests",
+}
+
+
+def problem(status_code: int, detail: str, title: str | None = None, **extra: Any) -> Response:
+    body: dict[str, Any] = {"title": title or _TITLES.get(status_code, "Error"), "detail": detail}
+    body["status"] = status_code
+    body.update(extra)
+    return Response(body, status=status_code, content_type=PROBLEM_JSON)
+
+
+class Problem(exceptions.APIException):
+    """Raise from a view to answer with a problem document."""
+
+    def __init__(self, status_code: int, detail: str, title: str | None = None, **extra: Any):
+        self.status_code = status_code
+        self.title = title
+        self.extra = extra
+        super().__init__(detail)
+
+
+def _flatten(detail: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(detail, dict):
+        return [
+            pair for key, value in detail.items() for pair in _flatten(value, f"{prefix}{key}.")
+        ]
+    if isinstance(detail, list):
+        return [pair for item in detail for pair in _flatten(item, prefix)]
+    return [(prefix.rstrip(".") or "body", str(detail))]
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, Problem):
+        return problem(exc.status_code, str(exc.detail), exc.title, **exc.extra)
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        response = problem(401, "You did not pass a valid authentication token", "Unauthenticated")
+        response["WWW-Authenticate"] = 'Bearer realm="api"'
+        return response
+    if isinstance(exc, Http404 | exceptions.NotFound):
+        return problem(404, "The requested resource could not be found.")
+    if isinstance(exc, exceptions.ValidationError):
+        pairs = _flatten(exc.detail)
+        return problem(
+            400,
+            "".join(f"- {field}: {message}\n" for field, message in pairs),
+            "Invalid request",
+            invalid_fields=[{"type": "invalid", "field": f, "description": m} for f, m in pairs],
+        )
+    if isinstance(exc, exceptions.Throttled):
+        wait = int(getattr(exc, "wait", None) or 1)
+        response = problem(
+            429, f"Request was throttled. Expected available in {wait} second{'s' * (wait != 1)}."
+        )
+        response["Retry-After"] = str(wait)
+        return response
+    fallback: Response | None = drf_exception_handler(exc, context)
+    if fallback is not None and isinstance(exc, exceptions.APIException):
+        return problem(
+            fallback.status_code or status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc.detail)
+        )
+    return fallback

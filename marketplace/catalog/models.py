@@ -1,0 +1,175 @@
+"""Hardware, models and their immutable versions."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from marketplace.accounts.models import Account, AnyUser
+from marketplace.accounts.validators import namespace_validator
+from marketplace.catalog import schema
+
+VERSION_ID_RE = re.compile(r"^[0-9a-f]{64}\Z")
+
+
+class Hardware(models.Model):
+    """A machine type predictions run on, priced per second (exact decimal dollars)."""
+
+    sku = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100)
+    price_per_second = models.DecimalField(
+        max_digits=14, decimal_places=8, validators=[MinValueValidator(Decimal(0))]
+    )
+    gpu_count = models.PositiveSmallIntegerField(default=0)
+    cpu_count = models.PositiveSmallIntegerField(null=True, blank=True)
+    memory_gb = models.PositiveIntegerField(null=True, blank=True)
+    gpu_memory_gb = models.PositiveIntegerField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["price_per_second", "sku"]
+        verbose_name_plural = "hardware"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.sku})"
+
+    @property
+    def price_per_hour(self) -> Decimal:
+        return self.price_per_second * 3600
+
+
+class ModelQuerySet(models.QuerySet["Model"]):
+    def visible_to(self, user: AnyUser) -> ModelQuerySet:
+        """Public models, plus private ones the user's accounts own."""
+        if user is None or not user.is_authenticated:
+            return self.filter(visibility=Model.Visibility.PUBLIC)
+        return self.filter(Q(visibility=Model.Visibility.PUBLIC) | Q(owner__user=user))
+
+
+class Model(models.Model):
+    class Visibility(models.TextChoices):
+        PUBLIC = "public"
+        PRIVATE = "private"
+
+    owner = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="owned_models")
+    name = models.CharField(max_length=100, validators=[namespace_validator])
+    visibility = models.CharField(
+        max_length=8, choices=Visibility.choices, default=Visibility.PUBLIC
+    )
+    description = models.CharField(max_length=500, blank=True)
+    readme = models.TextField(blank=True, help_text="Markdown")
+    cover_image = models.ImageField(upload_to="covers/", blank=True)
+    default_hardware = models.ForeignKey(Hardware, on_delete=models.PROTECT, related_name="+")
+    run_count = models.PositiveBigIntegerField(default=0)
+    github_url = models.URLField(blank=True)
+    paper_url = models.URLField(blank=True)
+    license_url = models.URLField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ModelQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint("owner", "name", name="model_owner_name_unique")]
+        indexes = [models.Index(fields=["visibility", "-run_count"])]
+
+    def __str__(self) -> str:
+        return self.full_name
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner.username}/{self.name}"
+
+    @property
+    def url(self) -> str:
+        return f"{settings.PUBLIC_URL}/{self.full_name}"
+
+    @property
+    def cover_image_url(self) -> str | None:
+        return f"{settings.PUBLIC_URL}{self.cover_image.url}" if self.cover_image else None
+
+    def latest_version(self) -> Version | None:
+        return self.versions.order_by("-created_at").first()
+
+    def is_owned_by(self, user: AnyUser) -> bool:
+        return self.owner.is_member(user)
+
+    def is_visible_to(self, user: AnyUser) -> bool:
+        return self.visibility == self.Visibility.PUBLIC or self.is_owned_by(user)
+
+
+class VersionQuerySet(models.QuerySet["Version"]):
+    def visible_to(self, user: AnyUser) -> VersionQuerySet:
+        if user is None or not user.is_authenticated:
+            return self.filter(model__visibility=Model.Visibility.PUBLIC)
+        return self.filter(
+            Q(model__visibility=Model.Visibility.PUBLIC) | Q(model__owner__user=user)
+        )
+
+    def resolve(self, ref: str) -> Version | None:
+        """A version from a 64-hex id, ``owner/name:id`` or ``owner/name`` (its latest version)."""
+        qs = self.select_related("model", "model__owner", "model__default_hardware")
+        owner_name, _, version_id = ref.partition(":")
+        if "/" not in owner_name:
+            return qs.filter(pk=ref).first() if VERSION_ID_RE.match(ref) else None
+        owner, _, name = owner_name.partition("/")
+        qs = qs.filter(model__owner__username__iexact=owner, model__name=name)
+        if version_id:
+            return qs.filter(pk=version_id).first()
+        return qs.order_by("-created_at").first()
+
+
+class Version(models.Model):
+    """An immutable build of a model: its Cog schema and where its code lives."""
+
+    id = models.CharField(
+        primary_key=True,
+        max_length=64,
+        validators=[RegexValidator(VERSION_ID_RE, "A version id is 64 lowercase hex digits")],
+    )
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="versions")
+    openapi_schema = models.JSONField()
+    cog_version = models.CharField(max_length=40)
+    cog_config = models.JSONField(default=dict, blank=True)
+    # Exactly one of these says where the code is: a registry image pinned by digest, or a Cog
+    # project directory on the agent's disk (the local runtime).
+    image = models.CharField(max_length=500, blank=True)
+    source_path = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = VersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        get_latest_by = "created_at"
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(image="") | ~Q(source_path=""), name="version_has_image_or_source"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.full_name}:{self.id[:12]}"
+
+    @property
+    def concurrency(self) -> int:
+        """Prediction slots per instance (Cog's ``concurrency.max``; 1 unless async)."""
+        value = (self.cog_config.get("concurrency") or {}).get("max", 1)
+        return max(1, int(value)) if isinstance(value, int | str) and str(value).isdigit() else 1
+
+    @property
+    def is_iterator_output(self) -> bool:
+        return schema.is_iterator_output(self.openapi_schema)
+
+    def validate_input(self, payload: Any) -> tuple[dict[str, Any], list[schema.FieldError]]:
+        return schema.validate_input(self.id, self.openapi_schema, payload)
+
+    def secret_fields(self) -> list[str]:
+        return schema.secret_fields(self.openapi_schema)

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from marketplace.redisconn import ensure_embedded_redis
+
+
+class Command(BaseCommand):
+    help = "Run web (uvicorn), the host agent and an RQ worker until interrupted (development)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--bind", default="127.0.0.1:8000", help="host:port for the web server")
+        parser.add_argument("--web-workers", type=int, default=1)
+
+    def handle(self, *args: Any, bind: str, web_workers: int, **options: Any) -> None:
+        ensure_embedded_redis()
+        host, _, port = bind.rpartition(":")
+        env = {**os.environ, "REDIS_URL": settings.REDIS_URL}
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        commands = {
+            "web": [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "marketplace.asgi:application",
+                "--host",
+                host or "127.0.0.1",
+                "--port",
+                port,
+                "--workers",
+                str(web_workers),
+                "--no-access-log",
+                "--lifespan",
+                "off",
+            ],
+            "agent": [*manage, "agent"],
+            "worker": [*manage, "rqworker", "default", "webhooks", "billing"],
+        }
+        processes = {
+            name: subprocess.Popen(cmd, env=env, cwd=settings.BASE_DIR)
+            for name, cmd in commands.items()
+        }
+        self.stderr.write(f"web on http://{bind}/ · agent · worker — Ctrl-C stops them all")
+
+        stop = False
+
+        def _stop(signum: int, frame: Any) -> None:
+            nonlocal stop
+            stop = True
+
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+        try:
+            while not stop:
+                for name, process in processes.items():
+                    if process.poll() is not None:
+                        self.stderr.write(
+                            f"{name} exited with {process.returncode}; stopping the rest"
+                        )
+                        stop = True
+                time.sleep(0.3)
+        finally:
+            for process in processes.values():
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            for process in processes.values():
+                try:
+                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()

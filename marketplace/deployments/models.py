@@ -1,0 +1,73 @@
+"""Hosts (machines running an agent) and the model instances they run."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from marketplace.catalog.models import Hardware, Version
+
+
+class Host(models.Model):
+    """A machine whose agent runs instances. Agents register and heartbeat themselves."""
+
+    name = models.CharField(max_length=200, unique=True)
+    runtime = models.CharField(max_length=20, default="local")
+    hardware = models.ManyToManyField(Hardware, blank=True, related_name="hosts")
+    max_instances = models.PositiveIntegerField(default=4)
+    # GPU inventory as the agent reports it: [{"index": 0, "uuid": "GPU-…", "name": "…"}]
+    gpus = models.JSONField(default=list, blank=True)
+    agent_pid = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_online(self) -> bool:
+        if self.last_heartbeat_at is None:
+            return False
+        grace = timedelta(seconds=max(10.0, settings.AGENT_HEARTBEAT_SECONDS * 5))
+        return timezone.now() - self.last_heartbeat_at < grace
+
+
+class Instance(models.Model):
+    """One running Cog server for one version, with ``slots`` concurrent predictions."""
+
+    class State(models.TextChoices):
+        STARTING = "starting"
+        READY = "ready"
+        STOPPING = "stopping"
+        STOPPED = "stopped"
+        FAILED = "failed"
+
+    LIVE = (State.STARTING, State.READY, State.STOPPING)
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="instances")
+    version = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="instances")
+    hardware = models.ForeignKey(Hardware, on_delete=models.PROTECT, related_name="+")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.STARTING)
+    runtime = models.CharField(max_length=20)
+    # What the runtime needs to find it again after an agent restart: a pid or a container id.
+    runtime_ref = models.CharField(max_length=200, blank=True)
+    url = models.CharField(max_length=200, blank=True)
+    slots = models.PositiveSmallIntegerField(default=1)
+    gpu_device_ids = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    setup_logs = models.TextField(blank=True)
+    stop_reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["host", "state"]),
+            models.Index(fields=["version", "state"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"instance {self.pk} of {self.version_id[:12]} on {self.host_id} ({self.state})"

@@ -1,0 +1,112 @@
+"""The live event stream of a prediction: a bounded Redis stream per prediction.
+
+Runners append ``status``, ``logs`` (new text), ``output`` (a new item of an iterator output) and a
+final ``done``. Readers (``Prefer: wait``, SSE, the prediction page) read with blocking XREADs from
+any position, so late subscribers and reconnects replay what they missed. PostgreSQL stays the
+source of truth: losing Redis loses live events, never predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from marketplace.redisconn import MAX_BLOCK_MS, get_async_redis, get_redis
+
+STATUS = "status"
+LOGS = "logs"
+OUTPUT = "output"
+DONE = "done"
+
+
+def stream_key(prediction_id: str) -> str:
+    return f"mk:pred:{prediction_id}:events"
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    data: dict[str, Any]
+
+
+def _decode(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Event:
+    eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return Event(eid, fields[b"t"].decode(), json.loads(fields[b"d"]))
+
+
+def publish(prediction_id: str, type_: str, data: dict[str, Any], *, pipe: Any = None) -> None:
+    client = pipe if pipe is not None else get_redis()
+    client.xadd(
+        stream_key(prediction_id),
+        {"t": type_, "d": json.dumps(data, separators=(",", ":"))},
+        maxlen=settings.PREDICTION_EVENTS_MAXLEN,
+        approximate=True,
+    )
+
+
+def publish_done(prediction_id: str, status: str, error: str | None) -> None:
+    pipe = get_redis().pipeline(transaction=False)
+    publish(prediction_id, DONE, {"status": status, "error": error}, pipe=pipe)
+    pipe.expire(stream_key(prediction_id), settings.PREDICTION_EVENTS_TTL)
+    pipe.execute()
+
+
+def _block_ms(remaining_seconds: float) -> int:
+    return max(1, min(MAX_BLOCK_MS, int(remaining_seconds * 1000)))
+
+
+def read(
+    prediction_id: str, after: str = "0", block_ms: int | None = None, count: int = 500
+) -> list[Event]:
+    result: Any = get_redis().xread({stream_key(prediction_id): after}, count=count, block=block_ms)
+    return [_decode(eid, fields) for _, entries in result or [] for eid, fields in entries]
+
+
+def follow(prediction_id: str, after: str = "0", timeout: float = 60.0) -> Iterator[Event]:
+    """Yield events as they arrive until ``done`` or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        for event in read(prediction_id, after, block_ms=_block_ms(remaining)):
+            after = event.id
+            yield event
+            if event.type == DONE:
+                return
+
+
+async def aread(
+    prediction_id: str, after: str = "0", block_ms: int | None = None, count: int = 500
+) -> list[Event]:
+    result: Any = await get_async_redis().xread(
+        {stream_key(prediction_id): after}, count=count, block=block_ms
+    )
+    return [_decode(eid, fields) for _, entries in result or [] for eid, fields in entries]
+
+
+async def await_done(prediction_id: str, timeout: float) -> Event | None:
+    """Block (without a thread) until the prediction's ``done`` event, or None on timeout."""
+    loop_deadline = time.monotonic() + timeout
+    after = "0"
+    while (remaining := loop_deadline - time.monotonic()) > 0:
+        for event in await aread(prediction_id, after, block_ms=_block_ms(remaining)):
+            after = event.id
+            if event.type == DONE:
+                return event
+    return None
+
+
+def _cancel_key(prediction_id: str) -> str:
+    return f"mk:pred:{prediction_id}:cancel"
+
+
+def request_cancel(prediction_id: str) -> None:
+    get_redis().set(_cancel_key(prediction_id), "1", ex=settings.PREDICTION_TIMEOUT + 3600)
+
+
+def cancel_requested(prediction_id: str) -> bool:
+    return bool(get_redis().exists(_cancel_key(prediction_id)))

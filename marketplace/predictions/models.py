@@ -1,0 +1,158 @@
+"""Predictions: every field of Replicate's prediction object, plus what the platform needs.
+
+The status is an explicit state machine: ``starting → processing → succeeded | failed | canceled``
+(``starting`` may also end directly). Terminal states are final: every transition is a conditional
+UPDATE on the current status, so a late or duplicate event can never move a prediction backwards.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from marketplace.accounts.models import Account, User
+from marketplace.catalog.models import Hardware, Model, Version
+from marketplace.predictions.ids import new_capability_token, new_prediction_id
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+class Prediction(models.Model):
+    class Status(models.TextChoices):
+        STARTING = "starting"
+        PROCESSING = "processing"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELED = "canceled"
+
+    class Source(models.TextChoices):
+        API = "api"
+        WEB = "web"
+
+    TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED})
+    # Which statuses each status may move to.
+    TRANSITIONS: dict[str, frozenset[str]] = {
+        Status.STARTING: frozenset(
+            {Status.PROCESSING, Status.SUCCEEDED, Status.FAILED, Status.CANCELED}
+        ),
+        Status.PROCESSING: frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED}),
+        Status.SUCCEEDED: frozenset(),
+        Status.FAILED: frozenset(),
+        Status.CANCELED: frozenset(),
+    }
+
+    id = models.CharField(
+        primary_key=True, max_length=32, default=new_prediction_id, editable=False
+    )
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="predictions")
+    version = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="predictions")
+    # The account that owns (and pays for) the prediction, and the person or token holder who
+    # created it.
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="predictions")
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    hardware = models.ForeignKey(Hardware, on_delete=models.PROTECT, related_name="+")
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.API)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.STARTING)
+    input = models.JSONField(default=dict)
+    output = models.JSONField(null=True, blank=True)
+    logs = models.TextField(blank=True, default="")
+    # Replicate's API distinguishes null (no error) from a message; keep that distinction.
+    error = models.TextField(null=True, blank=True)  # noqa: DJ001
+    metrics = models.JSONField(default=dict, blank=True)
+    data_removed = models.BooleanField(default=False)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True)
+
+    webhook = models.URLField(max_length=2000, blank=True)
+    webhook_events_filter = models.JSONField(default=list, blank=True)
+
+    # Ours: the capability token of urls.stream, and the instance that ran it.
+    stream_token = models.CharField(
+        max_length=64, default=new_capability_token, editable=False, unique=True
+    )
+    instance = models.ForeignKey(
+        "deployments.Instance",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="predictions",
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["account", "-created_at"]),
+            models.Index(fields=["model", "-created_at"]),
+            models.Index(fields=["status", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL
+
+    @classmethod
+    def check_transition(cls, current: str, new: str) -> None:
+        if new not in cls.TRANSITIONS[current]:
+            raise IllegalTransition(f"A {current} prediction cannot become {new}")
+
+    @property
+    def urls(self) -> dict[str, str]:
+        base = settings.PUBLIC_URL
+        urls = {
+            "get": f"{base}/v1/predictions/{self.id}",
+            "cancel": f"{base}/v1/predictions/{self.id}/cancel",
+            "web": f"{base}/p/{self.id}",
+        }
+        if self.version.is_iterator_output:
+            urls["stream"] = f"{base}/v1/streams/{self.stream_token}"
+        return urls
+
+    def total_time(self, completed_at: datetime) -> float:
+        return round((completed_at - self.created_at).total_seconds(), 6)
+
+    def to_api(self) -> dict[str, Any]:
+        """The prediction object exactly as Replicate's API shapes it."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "model": self.model.full_name,
+            "version": self.version_id,
+            "input": self.input,
+            "logs": self.logs,
+            "output": self.output,
+            "data_removed": self.data_removed,
+            "error": self.error,
+            "status": self.status,
+            "created_at": _iso(self.created_at),
+            "urls": self.urls,
+            "source": self.source,
+            "metrics": self.metrics,
+        }
+        if self.started_at:
+            data["started_at"] = _iso(self.started_at)
+        if self.completed_at:
+            data["completed_at"] = _iso(self.completed_at)
+        if self.deadline:
+            data["deadline"] = _iso(self.deadline)
+        if self.webhook:
+            data["webhook"] = self.webhook
+            data["webhook_events_filter"] = self.webhook_events_filter
+        return data
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

