@@ -88,11 +88,22 @@ TEMPLATES = [
 # --- Database: SQLite unless DATABASE_URL -------------------------------------------------------
 _database_url = envstr("DATABASE_URL")
 if _database_url:
-    DATABASES = {
-        "default": dj_database_url.parse(
-            _database_url, conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60), conn_health_checks=True
-        )
-    }
+    DATABASES = {"default": dj_database_url.parse(_database_url)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and envbool(
+        "DATABASE_POOL", True
+    ):
+        # Under ASGI every request runs its sync code in a fresh thread, so per-thread persistent
+        # connections never get reused; a psycopg pool makes each request's connection cheap.
+        DATABASES["default"]["OPTIONS"] = {
+            "pool": {
+                "min_size": envint("DATABASE_POOL_MIN", 2, minimum=0),
+                "max_size": envint("DATABASE_POOL_MAX", 20, minimum=1),
+                "timeout": 10,
+            }
+        }
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

@@ -57,6 +57,8 @@ CANCEL_GRACE_SECONDS = 10.0
 # Partial logs/output are written to the database at most this often (events go out at once).
 PROGRESS_INTERVAL = 0.5
 DEQUEUE_TIMEOUT = 1
+# How long a busy (409) or not-ready (503) answer from Cog is retried before the prediction fails.
+BUSY_RETRY_SECONDS = 10.0
 
 
 class InstanceRunner(threading.Thread):
@@ -77,6 +79,11 @@ class InstanceRunner(threading.Thread):
         self._last_active = time.monotonic()
         self._lock = threading.Lock()
         self._setup_failed = False
+        # The claim already announced "processing", so Cog's "start" webhook adds nothing; and
+        # only iterators have outputs to stream before the end.
+        self.webhook_events = ["logs", "completed"]
+        if version.is_iterator_output:
+            self.webhook_events.insert(0, "output")
 
     # --- bookkeeping used by slots -----------------------------------------------------------
     def begin(self) -> None:
@@ -130,7 +137,7 @@ class InstanceRunner(threading.Thread):
             gpu_device_ids=list(self.instance.gpu_device_ids),
             cpu_count=hardware.cpu_count,
             memory_gb=hardware.memory_gb,
-            schema=self.version.openapi_schema,
+            schema=self.version.schema,
         )
 
     def _run(self) -> None:
@@ -303,9 +310,7 @@ class Slot(threading.Thread):
         mailbox = runner.agent.hooks.expect(prediction_id, runner.token)
         try:
             try:
-                runner.client.predict_async(
-                    prediction_id, payload, webhook=runner.webhook_url(prediction_id)
-                )
+                self._dispatch(prediction_id, payload)
             except CogError as exc:
                 prefix = "Input rejected by the model: " if exc.status_code == 422 else ""
                 prediction_finish(prediction_id, Outcome(Status.FAILED, error=f"{prefix}{exc}"))
@@ -319,6 +324,32 @@ class Slot(threading.Thread):
             self._collect(prediction, mailbox)
         finally:
             runner.agent.hooks.release(prediction_id)
+
+    def _dispatch(self, prediction_id: str, payload: dict[str, Any]) -> None:
+        """Send the prediction to Cog, waiting out a slot that is still being released.
+
+        Cog sends the terminal webhook of the previous prediction a moment before it frees that
+        slot, so a prediction dispatched right after can meet a 409 (busy) for a few
+        milliseconds.
+        """
+        runner = self.runner
+        assert runner.client is not None
+        deadline = time.monotonic() + BUSY_RETRY_SECONDS
+        delay = 0.001
+        while True:
+            try:
+                runner.client.predict_async(
+                    prediction_id,
+                    payload,
+                    webhook=runner.webhook_url(prediction_id),
+                    events_filter=runner.webhook_events,
+                )
+                return
+            except CogError as exc:
+                if not exc.retryable or time.monotonic() + delay > deadline or runner.dead.is_set():
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     def _collect(self, prediction: Prediction, mailbox: Mailbox) -> None:
         """Turn Cog's webhooks into events and, at the end, the terminal state."""

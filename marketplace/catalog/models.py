@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,8 @@ from marketplace.accounts.validators import namespace_validator
 from marketplace.catalog import schema
 
 VERSION_ID_RE = re.compile(r"^[0-9a-f]{64}\Z")
+_SCHEMA_CACHE_SIZE = 512
+_schemas: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
 
 class Hardware(models.Model):
@@ -115,7 +118,9 @@ class VersionQuerySet(models.QuerySet["Version"]):
 
     def resolve(self, ref: str) -> Version | None:
         """A version from a 64-hex id, ``owner/name:id`` or ``owner/name`` (its latest version)."""
-        qs = self.select_related("model", "model__owner", "model__default_hardware")
+        qs = self.select_related("model", "model__owner", "model__default_hardware").defer(
+            "openapi_schema"
+        )
         owner_name, _, version_id = ref.partition(":")
         if "/" not in owner_name:
             return qs.filter(pk=ref).first() if VERSION_ID_RE.match(ref) else None
@@ -165,11 +170,26 @@ class Version(models.Model):
         return max(1, int(value)) if isinstance(value, int | str) and str(value).isdigit() else 1
 
     @property
+    def schema(self) -> dict[str, Any]:
+        """The OpenAPI document, from a per-process cache (versions never change, and decoding
+        the document on every request would dominate the API's hot path)."""
+        document = _schemas.get(self.pk)
+        if document is None:
+            if "openapi_schema" in self.get_deferred_fields():
+                document = Version.objects.filter(pk=self.pk).values_list("openapi_schema", flat=True).get()
+            else:
+                document = self.openapi_schema
+            _schemas[self.pk] = document
+            if len(_schemas) > _SCHEMA_CACHE_SIZE:
+                _schemas.popitem(last=False)
+        return document
+
+    @property
     def is_iterator_output(self) -> bool:
-        return schema.is_iterator_output(self.openapi_schema)
+        return schema.is_iterator_output(self.schema)
 
     def validate_input(self, payload: Any) -> tuple[dict[str, Any], list[schema.FieldError]]:
-        return schema.validate_input(self.id, self.openapi_schema, payload)
+        return schema.validate_input(self.id, self.schema, payload)
 
     def secret_fields(self) -> list[str]:
-        return schema.secret_fields(self.openapi_schema)
+        return schema.secret_fields(self.schema)

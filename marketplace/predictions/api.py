@@ -55,7 +55,7 @@ def _user(request: Request) -> User:
 def _prediction_for(request: Request, prediction_id: str) -> Prediction:
     """The prediction if the caller's account owns it; 404 for everyone else."""
     prediction = (
-        Prediction.objects.select_related("model__owner", "version", "hardware")
+        Prediction.objects.select_related("model__owner", "version").defer("version__openapi_schema")
         .filter(pk=prediction_id, account__user=_user(request))
         .first()
     )
@@ -114,7 +114,11 @@ _create_view = PredictionCreateApi.as_view()
 
 
 def _load_api(prediction_id: str) -> dict[str, Any]:
-    prediction = Prediction.objects.select_related("model__owner", "version").get(pk=prediction_id)
+    prediction = (
+        Prediction.objects.select_related("model__owner", "version")
+        .defer("version__openapi_schema")
+        .get(pk=prediction_id)
+    )
     return prediction.to_api()
 
 

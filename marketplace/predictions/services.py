@@ -71,27 +71,26 @@ def prediction_create(
             created_by=created_by,
             hardware_id=model.default_hardware_id,
             source=source,
-            input=schema.redact(version.openapi_schema, normalized),
+            input=schema.redact(version.schema, normalized),
             webhook=webhook,
             webhook_events_filter=webhook_events_filter or [],
             deadline=deadline,
         )
         Model.objects.filter(pk=model.pk).update(run_count=F("run_count") + 1)
         sealed = seal(secret_values)
-        transaction.on_commit(lambda: _dispatch(prediction, sealed))
+        sku = model.default_hardware.sku
+        transaction.on_commit(lambda: _dispatch(prediction, sku, sealed))
     # The objects the caller serializes come from memory, not extra queries.
     prediction.model = model
     prediction.version = version
     return prediction
 
 
-def _dispatch(prediction: Prediction, sealed_secrets: str | None) -> None:
+def _dispatch(prediction: Prediction, sku: str, sealed_secrets: str | None) -> None:
     from workers.queues import enqueue_prediction
 
     try:
-        enqueue_prediction(
-            prediction.id, prediction.version_id, prediction.hardware.sku, sealed_secrets
-        )
+        enqueue_prediction(prediction.id, prediction.version_id, sku, sealed_secrets)
     except Exception as exc:
         # Without the queue nothing would ever run it: say so instead of leaving it "starting".
         logger.exception("could not queue prediction %s", prediction.id)

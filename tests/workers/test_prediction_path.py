@@ -289,3 +289,20 @@ def test_a_killed_agent_leaves_truthful_state_and_its_successor_cleans_up(
         .exists()
     )
     assert create(api, version.pk, {"steps": 1, "step_seconds": 0.1})["status"] == "succeeded"
+
+
+def test_a_concurrent_model_runs_its_slots_in_parallel_on_one_instance(
+    api, user, start_agent
+) -> None:  # type: ignore[no-untyped-def]
+    version = publish(user, FIXTURES / "cog" / "sleepy_concurrent", name="sleepy")
+    assert version.concurrency == 4
+    agent = start_agent()
+    create(api, version.pk, {"seconds": 0.01})  # boot the instance first
+    ids = [create(api, version.pk, {"seconds": 1.0}, wait=None)["id"] for _ in range(4)]
+    predictions = [finished(pid) for pid in ids]
+    assert {p.output for p in predictions} == {"slept 1.0"}
+    # All four ran at the same time: each started before any of them completed.
+    assert max(p.started_at for p in predictions) < min(p.completed_at for p in predictions)
+    assert Instance.objects.filter(version=version).count() == 1
+    assert Instance.objects.get(version=version).slots == 4
+    assert len(cog_pids(agent.host_name)) == 1

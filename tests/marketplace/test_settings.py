@@ -1,0 +1,70 @@
+"""Settings: environment-driven, loud about bad values, strict when DEBUG is off."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_env_example_documents_every_variable_the_code_reads() -> None:
+    source = "\n".join(
+        p.read_text()
+        for p in [*(ROOT / "marketplace").rglob("*.py"), *(ROOT / "workers").rglob("*.py")]
+    )
+    used = set(re.findall(r"\benv(?:str|bool|int|float|decimal|list)\(\s*\"([A-Z0-9_]+)\"", source))
+    documented = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert used, "the scan found no variables"
+    assert used - documented == set()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DEBUG": "0"}, "SECRET_KEY must be set"),
+        ({"DEBUG": "0", "SECRET_KEY": "x" * 50}, "ALLOWED_HOSTS"),
+        ({"DEBUG": "0", "SECRET_KEY": "short", "ALLOWED_HOSTS": "example.com"}, "at least 32"),
+        ({"DEBUG": "maybe"}, "not a boolean"),
+    ],
+)
+def test_production_settings_refuse_insecure_defaults(env: dict[str, str], message: str) -> None:
+    clean = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "marketplace.settings", **env}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_production_settings_start_with_real_values(tmp_path: object) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "marketplace.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": "k" * 50,
+        "ALLOWED_HOSTS": "models.example.com",
+        "VAR_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); "
+            "from django.conf import settings; print(settings.DEBUG)",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
