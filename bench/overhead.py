@@ -52,7 +52,9 @@ def free_port() -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-n", type=int, default=300, help="predictions per side (default 300)")
     args = parser.parse_args()
 
@@ -71,18 +73,38 @@ def main() -> None:
     ensure_embedded_redis()
     user, _ = User.objects.get_or_create(username="bench")
     _, token = ApiToken.create_for(user, name="bench")
-    version, _ = version_publish_local(path=ROOT / "examples" / "hello", owner=user.account, name="hello")
+    version, _ = version_publish_local(
+        path=ROOT / "examples" / "hello", owner=user.account, name="hello"
+    )
 
     port = free_port()
     env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "PUBLIC_URL": f"http://127.0.0.1:{port}"}
     log = open(Path(settings.VAR_DIR) / "bench.log", "ab")  # noqa: SIM115
     web = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "marketplace.asgi:application", "--port", str(port),
-         "--no-access-log", "--lifespan", "off", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=log, stderr=log,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "marketplace.asgi:application",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
     )
     agent = subprocess.Popen(
-        [sys.executable, "manage.py", "agent", "--host-name", "bench"], cwd=ROOT, env=env, stdout=log, stderr=log
+        [sys.executable, "manage.py", "agent", "--host-name", "bench"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -98,7 +120,9 @@ def main() -> None:
         for _ in range(20):
             response = api.post("/v1/predictions", json=body, headers={"Prefer": "wait"})
             assert response.json()["status"] == "succeeded", response.text
-        instance = Instance.objects.filter(version=version, state=Instance.State.READY).latest("ready_at")
+        instance = Instance.objects.filter(version=version, state=Instance.State.READY).latest(
+            "ready_at"
+        )
         cog = httpx.Client(base_url=instance.url, timeout=30)
         # Cog answers a sync prediction a moment (~1 ms) before it frees the slot, so back-to-back
         # calls would meet 409s. Both sides get the same untimed pause between calls.
@@ -106,7 +130,9 @@ def main() -> None:
         time.sleep(0.5)
 
         def direct_call() -> None:
-            while (response := cog.post("/predictions", json={"input": body["input"]})).status_code == 409:
+            while (
+                response := cog.post("/predictions", json={"input": body["input"]})
+            ).status_code == 409:
                 pass
             response.raise_for_status()
 
@@ -128,13 +154,19 @@ def main() -> None:
 
         database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
         redis_kind = "embedded" if settings.REDIS_EMBEDDED else "external"
-        print(f"overhead: {args.n} sequential predictions of examples/hello ({database}, {redis_kind} redis)")
+        print(
+            f"overhead: {args.n} sequential predictions of examples/hello "
+            f"({database}, {redis_kind} redis)"
+        )
         print(f"{'':10}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
         for name, values in (("platform", platform), ("direct", direct)):
-            print(f"{name:10}{percentile(values, .5):10.2f}{percentile(values, .99):10.2f}{statistics.mean(values):10.2f}")
+            print(
+                f"{name:10}{percentile(values, 0.5):10.2f}{percentile(values, 0.99):10.2f}"
+                f"{statistics.mean(values):10.2f}"
+            )
         print(
-            f"{'overhead':10}{percentile(platform, .5) - percentile(direct, .5):10.2f}"
-            f"{percentile(platform, .99) - percentile(direct, .99):10.2f}"
+            f"{'overhead':10}{percentile(platform, 0.5) - percentile(direct, 0.5):10.2f}"
+            f"{percentile(platform, 0.99) - percentile(direct, 0.99):10.2f}"
             f"{statistics.mean(platform) - statistics.mean(direct):10.2f}"
         )
     finally:

@@ -195,6 +195,9 @@ COG_LOG_INTERVAL = envfloat("COG_LOG_INTERVAL", 0.1, minimum=0.0)
 PREDICTION_EVENTS_MAXLEN = envint("PREDICTION_EVENTS_MAXLEN", 5000, minimum=10)
 PREDICTION_EVENTS_TTL = envint("PREDICTION_EVENTS_TTL", 24 * 3600, minimum=60)
 
+# Largest output file a model may upload (bytes).
+MAX_OUTPUT_FILE_BYTES = envint("MAX_OUTPUT_FILE_BYTES", 10 * 1024**3, minimum=1)
+
 # --- Host agent --------------------------------------------------------------------------------
 AGENT_HOST_NAME = envstr("AGENT_HOST_NAME") or socket.gethostname()
 AGENT_RUNTIME = envstr("AGENT_RUNTIME") or "local"

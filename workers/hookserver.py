@@ -18,6 +18,8 @@ from pathlib import PurePosixPath
 from typing import IO, Any, cast
 from urllib.parse import unquote
 
+from django.conf import settings
+
 from workers.outputs import store_output_stream
 
 logger = logging.getLogger(__name__)
@@ -91,6 +93,10 @@ def _handler_for(server: HookServer) -> type[BaseHTTPRequestHandler]:
             self, status: int, body: bytes = b"", headers: dict[str, str] | None = None
         ) -> None:
             self.send_response(status)
+            if status >= 400:
+                # The request body may be unread: don't let it be parsed as the next request.
+                self.close_connection = True
+                self.send_header("Connection", "close")
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))
@@ -131,7 +137,11 @@ def _handler_for(server: HookServer) -> type[BaseHTTPRequestHandler]:
             mailbox = server.mailbox(prediction_id)
             if mailbox is None or not hmac.compare_digest(mailbox.token, parts[2]):
                 return self._reply(403)
-            length = int(self.headers.get("Content-Length") or 0)
+            if not self.headers.get("Content-Length", "").isdigit():
+                return self._reply(411)  # Cog's uploaders always send a length
+            length = int(self.headers["Content-Length"])
+            if length > settings.MAX_OUTPUT_FILE_BYTES:
+                return self._reply(413)
             url = store_output_stream(
                 prediction_id,
                 unquote(parts[3]),

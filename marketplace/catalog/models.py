@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from collections import OrderedDict
 from decimal import Decimal
 from typing import Any
@@ -15,7 +16,7 @@ from django.utils import timezone
 
 from marketplace.accounts.models import Account, AnyUser
 from marketplace.accounts.validators import namespace_validator
-from marketplace.catalog import schema
+from marketplace.catalog import schema as cog_schema
 
 VERSION_ID_RE = re.compile(r"^[0-9a-f]{64}\Z")
 _SCHEMA_CACHE_SIZE = 512
@@ -48,6 +49,11 @@ class Hardware(models.Model):
         return self.price_per_second * 3600
 
 
+def cover_image_path(instance: Model, filename: str) -> str:
+    # Stored files are served by whoever knows the path, so the path carries a random token.
+    return f"covers/{secrets.token_urlsafe(16)}/{filename.rsplit('/', 1)[-1][-100:]}"
+
+
 class ModelQuerySet(models.QuerySet["Model"]):
     def visible_to(self, user: AnyUser) -> ModelQuerySet:
         """Public models, plus private ones the user's accounts own."""
@@ -68,7 +74,7 @@ class Model(models.Model):
     )
     description = models.CharField(max_length=500, blank=True)
     readme = models.TextField(blank=True, help_text="Markdown")
-    cover_image = models.ImageField(upload_to="covers/", blank=True)
+    cover_image = models.ImageField(upload_to=cover_image_path, blank=True)
     default_hardware = models.ForeignKey(Hardware, on_delete=models.PROTECT, related_name="+")
     run_count = models.PositiveBigIntegerField(default=0)
     github_url = models.URLField(blank=True)
@@ -176,7 +182,11 @@ class Version(models.Model):
         document = _schemas.get(self.pk)
         if document is None:
             if "openapi_schema" in self.get_deferred_fields():
-                document = Version.objects.filter(pk=self.pk).values_list("openapi_schema", flat=True).get()
+                document = (
+                    Version.objects.filter(pk=self.pk)
+                    .values_list("openapi_schema", flat=True)
+                    .get()
+                )
             else:
                 document = self.openapi_schema
             _schemas[self.pk] = document
@@ -186,10 +196,10 @@ class Version(models.Model):
 
     @property
     def is_iterator_output(self) -> bool:
-        return schema.is_iterator_output(self.schema)
+        return cog_schema.is_iterator_output(self.schema)
 
-    def validate_input(self, payload: Any) -> tuple[dict[str, Any], list[schema.FieldError]]:
-        return schema.validate_input(self.id, self.schema, payload)
+    def validate_input(self, payload: Any) -> tuple[dict[str, Any], list[cog_schema.FieldError]]:
+        return cog_schema.validate_input(self.id, self.schema, payload)
 
     def secret_fields(self) -> list[str]:
-        return schema.secret_fields(self.schema)
+        return cog_schema.secret_fields(self.schema)

@@ -55,7 +55,8 @@ def _user(request: Request) -> User:
 def _prediction_for(request: Request, prediction_id: str) -> Prediction:
     """The prediction if the caller's account owns it; 404 for everyone else."""
     prediction = (
-        Prediction.objects.select_related("model__owner", "version").defer("version__openapi_schema")
+        Prediction.objects.select_related("model__owner", "version")
+        .defer("version__openapi_schema")
         .filter(pk=prediction_id, account__user=_user(request))
         .first()
     )

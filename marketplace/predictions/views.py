@@ -6,10 +6,15 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest
 
+# Only paths the platform generated with a random token in them are served.
+SERVED_PREFIXES = ("outputs/", "covers/")
+
 
 def serve_file(request: HttpRequest, name: str) -> FileResponse:
     """Stream a stored file. Paths hold a random token, so knowing the URL is the permission
     (the official clients fetch outputs without credentials, or with a Bearer header we ignore)."""
+    if not name.startswith(SERVED_PREFIXES):
+        raise Http404("No such file")
     try:
         if not default_storage.exists(name):
             raise Http404("No such file")

@@ -8,6 +8,8 @@ import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
 
+import marketplace.catalog.models
+
 
 class Migration(migrations.Migration):
     initial = True
@@ -79,7 +81,12 @@ class Migration(migrations.Migration):
                 ),
                 ("description", models.CharField(blank=True, max_length=500)),
                 ("readme", models.TextField(blank=True, help_text="Markdown")),
-                ("cover_image", models.ImageField(blank=True, upload_to="covers/")),
+                (
+                    "cover_image",
+                    models.ImageField(
+                        blank=True, upload_to=marketplace.catalog.models.cover_image_path
+                    ),
+                ),
                 ("run_count", models.PositiveBigIntegerField(default=0)),
                 ("github_url", models.URLField(blank=True)),
                 ("paper_url", models.URLField(blank=True)),
