@@ -180,6 +180,14 @@ class Agent:
                 job.delete()
 
     def start_instance(self, version_id: str, sku: str) -> None:
+        try:
+            self._start_instance(version_id, sku)
+        except Exception:
+            # Otherwise the start flag would block new requests until it expires.
+            queues.clear_start_request(version_id)
+            raise
+
+    def _start_instance(self, version_id: str, sku: str) -> None:
         version = Version.objects.select_related("model").filter(pk=version_id).first()
         if version is None or self.stopping.is_set():
             queues.clear_start_request(version_id)

@@ -126,3 +126,17 @@ def test_cleanup_removes_leftovers_of_this_host_only(tmp_path: Path) -> None:
         for proc in (mine, theirs):
             proc.kill()
             proc.wait()
+
+
+def test_an_unexpected_start_error_becomes_a_retryable_runtime_failure(tmp_path: Path) -> None:
+    class Exploding(LocalRuntime):
+        def start(self, spec: InstanceSpec):  # type: ignore[no-untyped-def]
+            raise OSError("too many open files")
+
+    with (
+        pytest.raises(RuntimeFailure) as failure,
+        Exploding(log_dir=tmp_path).instance(spec(EXAMPLES / "hello")),
+    ):
+        pass
+    assert not failure.value.permanent
+    assert "too many open files" in str(failure.value)

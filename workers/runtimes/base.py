@@ -82,7 +82,15 @@ class Runtime(ABC):
 
     @contextmanager
     def instance(self, spec: InstanceSpec) -> Iterator[RunningInstance]:
-        running = self.start(spec)
+        try:
+            running = self.start(spec)
+        except RuntimeFailure:
+            raise
+        except Exception as exc:
+            # An OSError from spawning, a Docker API error…: worth another try, not a crash.
+            raise RuntimeFailure(
+                f"Could not start the model server: {exc}", permanent=False
+            ) from exc
         try:
             yield running
         finally:
