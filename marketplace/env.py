@@ -7,12 +7,15 @@ Docker and systemd pass secrets). Every variable read here is documented in ``.e
 from __future__ import annotations
 
 import os
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable
+from typing import TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+N = TypeVar("N", int, float)
 
 
 def envstr(name: str, default: str | None = None) -> str | None:
@@ -38,38 +41,25 @@ def envbool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no)")
 
 
-def envint(name: str, default: int, *, minimum: int | None = None) -> int:
+def _envnumber(name: str, default: N, parse: Callable[[str], N], kind: str, minimum: N | None) -> N:
     raw = envstr(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError as exc:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from exc
+        raise ImproperlyConfigured(f"{name}={raw!r} is not {kind}") from exc
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
     return value
+
+
+def envint(name: str, default: int, *, minimum: int | None = None) -> int:
+    return _envnumber(name, default, int, "an integer", minimum)
 
 
 def envfloat(name: str, default: float, *, minimum: float | None = None) -> float:
-    raw = envstr(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from exc
-    if minimum is not None and value < minimum:
-        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-def envdecimal(name: str, default: str) -> Decimal:
-    raw = envstr(name) or default
-    try:
-        return Decimal(raw)
-    except InvalidOperation as exc:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a decimal number") from exc
+    return _envnumber(name, default, float, "a number", minimum)
 
 
 def envlist(name: str, default: str = "") -> list[str]:

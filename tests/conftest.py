@@ -90,8 +90,14 @@ class AgentProcess:
     """A real ``manage.py agent`` process for one test."""
 
     def __init__(
-        self, log_dir: Path, idle_timeout: float, max_instances: int, host_name: str | None = None
+        self,
+        log_dir: Path,
+        idle_timeout: float,
+        max_instances: int,
+        host_name: str | None = None,
+        env: dict[str, str] | None = None,
     ):
+        self.env = env or {}
         self.host_name = host_name or f"test-{uuid.uuid4().hex[:8]}"
         self.idle_timeout = idle_timeout
         self.max_instances = max_instances
@@ -115,7 +121,7 @@ class AgentProcess:
                     "--max-instances",
                     str(self.max_instances),
                 ],
-                env=child_env(),
+                env=child_env(**self.env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=BASE_DIR,
@@ -159,9 +165,12 @@ def start_agent(transactional_db: None, tmp_path: Path) -> Iterator[Callable[...
     agents: list[AgentProcess] = []
 
     def _start(
-        idle_timeout: float = 60.0, max_instances: int = 4, host_name: str | None = None
+        idle_timeout: float = 60.0,
+        max_instances: int = 4,
+        host_name: str | None = None,
+        **env: str,
     ) -> AgentProcess:
-        agent = AgentProcess(tmp_path, idle_timeout, max_instances, host_name).start()
+        agent = AgentProcess(tmp_path, idle_timeout, max_instances, host_name, env).start()
         agents.append(agent)
         return agent
 

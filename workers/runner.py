@@ -412,17 +412,14 @@ class Slot(threading.Thread):
                 next_cancel_check = now + 0.25
                 if events.cancel_requested(pid):
                     stop_outcome = Outcome(Status.CANCELED)
-                elif now >= deadline:
-                    limit = (
-                        "deadline"
-                        if prediction.deadline
-                        else f"timeout of {settings.PREDICTION_TIMEOUT} s"
-                    )
-                    status = Status.CANCELED if prediction.deadline else Status.FAILED
+                elif now >= deadline and prediction.deadline is not None:
                     stop_outcome = Outcome(
-                        status,
-                        error=None if prediction.deadline else f"Prediction exceeded its {limit}",
-                    )
+                        Status.CANCELED
+                    )  # a caller's deadline: Replicate cancels
+                elif now >= deadline:
+                    timeout = settings.PREDICTION_TIMEOUT
+                    error = f"Prediction exceeded the timeout of {timeout} s"
+                    stop_outcome = Outcome(Status.FAILED, error=error)
                 if stop_outcome is not None:
                     stop_sent = now
                     with contextlib.suppress(httpx.TransportError):

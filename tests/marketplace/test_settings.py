@@ -68,3 +68,32 @@ def test_production_settings_start_with_real_values(tmp_path: object) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_env_helpers_fail_loudly_and_read_file_secrets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from marketplace.env import envbool, envfloat, envint, envlist, envstr
+
+    monkeypatch.setenv("X_INT", "12")
+    assert envint("X_INT", 1) == 12
+    monkeypatch.setenv("X_INT", "twelve")
+    with pytest.raises(ImproperlyConfigured, match="X_INT='twelve' is not an integer"):
+        envint("X_INT", 1)
+    monkeypatch.setenv("X_INT", "0")
+    with pytest.raises(ImproperlyConfigured, match="at least 1"):
+        envint("X_INT", 5, minimum=1)
+    monkeypatch.setenv("X_FLOAT", "0.25")
+    assert envfloat("X_FLOAT", 1.0) == 0.25
+    assert envbool("X_UNSET_BOOL", True) is True
+    monkeypatch.setenv("X_LIST", " a, b ,,c ")
+    assert envlist("X_LIST") == ["a", "b", "c"]
+    secret = tmp_path / "secret"
+    secret.write_text("from-a-file\n")
+    monkeypatch.setenv("X_SECRET_FILE", str(secret))
+    assert envstr("X_SECRET") == "from-a-file"
+    monkeypatch.setenv("X_SECRET_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ImproperlyConfigured, match="cannot be read"):
+        envstr("X_SECRET")

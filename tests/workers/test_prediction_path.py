@@ -306,3 +306,13 @@ def test_a_concurrent_model_runs_its_slots_in_parallel_on_one_instance(
     assert Instance.objects.filter(version=version).count() == 1
     assert Instance.objects.get(version=version).slots == 4
     assert len(cog_pids(agent.host_name)) == 1
+
+
+def test_a_prediction_that_runs_past_the_timeout_fails_saying_so(api, user, start_agent) -> None:  # type: ignore[no-untyped-def]
+    version = publish(user, "slow-progress")
+    start_agent(PREDICTION_TIMEOUT="2")
+    body = create(api, version.pk, {"steps": 40}, wait=None)
+    prediction = finished(body["id"], timeout=30)
+    assert prediction.status == Prediction.Status.FAILED
+    assert prediction.error == "Prediction exceeded the timeout of 2 s"
+    assert 2 <= prediction.metrics["predict_time"] < 10
