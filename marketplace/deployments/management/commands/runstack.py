@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from marketplace.redisconn import ensure_embedded_redis
+from marketplace.redisconn import ensure_embedded_redis, stop_embedded_redis
 
 
 class Command(BaseCommand):
@@ -21,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--web-workers", type=int, default=1)
 
     def handle(self, *args: Any, bind: str, web_workers: int, **options: Any) -> None:
-        ensure_embedded_redis()
+        started_redis = ensure_embedded_redis()
         host, _, port = bind.rpartition(":")
         env = {**os.environ, "REDIS_URL": settings.REDIS_URL}
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
@@ -77,3 +77,5 @@ class Command(BaseCommand):
                     process.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     process.kill()
+            if started_redis:
+                stop_embedded_redis()
