@@ -413,9 +413,8 @@ class Slot(threading.Thread):
                 if events.cancel_requested(pid):
                     stop_outcome = Outcome(Status.CANCELED)
                 elif now >= deadline and prediction.deadline is not None:
-                    stop_outcome = Outcome(
-                        Status.CANCELED
-                    )  # a caller's deadline: Replicate cancels
+                    # The caller's own deadline: Replicate cancels rather than fails.
+                    stop_outcome = Outcome(Status.CANCELED)
                 elif now >= deadline:
                     timeout = settings.PREDICTION_TIMEOUT
                     error = f"Prediction exceeded the timeout of {timeout} s"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections import OrderedDict
 from decimal import Decimal
 from typing import Any
 
@@ -19,8 +18,7 @@ from marketplace.accounts.validators import namespace_validator
 from marketplace.catalog import schema as cog_schema
 
 VERSION_ID_RE = re.compile(r"^[0-9a-f]{64}\Z")
-_SCHEMA_CACHE_SIZE = 512
-_schemas: OrderedDict[str, dict[str, Any]] = OrderedDict()
+_schemas = cog_schema.VersionCache()
 
 
 class Hardware(models.Model):
@@ -189,9 +187,7 @@ class Version(models.Model):
                 )
             else:
                 document = self.openapi_schema
-            _schemas[self.pk] = document
-            if len(_schemas) > _SCHEMA_CACHE_SIZE:
-                _schemas.popitem(last=False)
+            _schemas.remember(self.pk, document)
         return document
 
     @property

@@ -91,8 +91,25 @@ def secret_fields(openapi: dict[str, Any]) -> list[str]:
     ]
 
 
-_validators: OrderedDict[str, Draft7Validator] = OrderedDict()
-_VALIDATOR_CACHE_SIZE = 512
+class VersionCache(OrderedDict[str, Any]):
+    """A bounded, least-recently-added cache keyed by version id.
+
+    Versions never change, so anything derived from one can be kept for the process's lifetime;
+    the bound only stops a long-running process from holding every version ever seen.
+    """
+
+    def __init__(self, size: int = 512):
+        super().__init__()
+        self.size = size
+
+    def remember(self, key: str, value: Any) -> Any:
+        self[key] = value
+        if len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+_validators = VersionCache()
 
 
 def build_input_validator(openapi: dict[str, Any]) -> Draft7Validator:
@@ -115,10 +132,7 @@ def input_validator(key: str, openapi: dict[str, Any]) -> Draft7Validator:
     """The compiled validator for a version; ``key`` is its id (versions never change)."""
     validator = _validators.get(key)
     if validator is None:
-        validator = build_input_validator(openapi)
-        _validators[key] = validator
-        if len(_validators) > _VALIDATOR_CACHE_SIZE:
-            _validators.popitem(last=False)
+        validator = _validators.remember(key, build_input_validator(openapi))
     return validator
 
 

@@ -1,18 +1,13 @@
 """Tests for workers.cogschema: OpenAPI schemas for Cog models, generated without the Cog CLI.
 
-No database needed. Run: .venv/bin/python -m pytest tests/workers/test_cogschema.py -q -p no:django
+No database needed: .venv/bin/python -m pytest tests/workers/test_cogschema.py -q
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import textwrap
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -29,6 +24,8 @@ from workers.cogschema import (
     read_cog_config,
     streaming_from_source,
 )
+from workers.runtimes.base import InstanceSpec
+from workers.runtimes.local import LocalRuntime
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "cog"
@@ -310,12 +307,6 @@ def test_only_the_text_stream_example_streams():
 # --------------------------------------------------------------------------- (f) real coglet
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _request(url: str, body: dict | None = None, headers: dict | None = None):
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers=headers or {})
@@ -328,53 +319,23 @@ def _request(url: str, body: dict | None = None, headers: dict | None = None):
 
 
 @pytest.fixture
-def cog_server() -> Iterator:
-    """Start `python -m cog.server.http` (coglet) for an example directory; always stop it."""
-    started: list[subprocess.Popen] = []
+def cog_server(tmp_path: Path) -> Iterator:
+    """A real Cog server for an example directory, through the local runtime; always stopped."""
+    runtime = LocalRuntime(log_dir=tmp_path)
+    with contextlib.ExitStack() as stack:
 
-    def start(model_dir: Path) -> str:
-        port = _free_port()
-        env = dict(os.environ)
-        env.update(
-            PORT=str(port),
-            COG_PREDICT_TYPE_STUB="predict.py:Predictor",
-            # coglet spawns its worker as `python` from PATH: use this venv's interpreter.
-            PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-            PYTHONDONTWRITEBYTECODE="1",
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1"],
-            cwd=model_dir,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # own process group: stopping it also stops coglet's worker
-        )
-        started.append(proc)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "cog server exited during start-up"
-            try:
-                status, body = _request(f"{base}/health-check")
-                if status == 200 and json.loads(body)["status"] == "READY":
-                    return base
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("cog server did not become READY within 60 s")
+        def start(model_dir: Path) -> str:
+            spec = InstanceSpec(
+                instance_id=1,
+                host_name="cogschema-test",
+                version_id="0" * 64,
+                source_path=str(model_dir),
+            )
+            running = stack.enter_context(runtime.instance(spec))
+            runtime.wait_ready(running, timeout=60)
+            return running.url
 
-    try:
         yield start
-    finally:
-        for proc in started:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
 
 
 @pytest.mark.slow
