@@ -7,6 +7,7 @@ without changing anything that points at an account.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 from datetime import timedelta
@@ -39,6 +40,10 @@ class User(AbstractUser):
 AnyUser = Union["User", AnonymousUser, None]
 
 
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
 class Account(models.Model):
     class Type(models.TextChoices):
         USER = "user"
@@ -52,6 +57,8 @@ class Account(models.Model):
         User, null=True, blank=True, on_delete=models.CASCADE, related_name="personal_account"
     )
     github_url = models.URLField(blank=True)
+    # Signs this account's webhooks the Standard Webhooks way ("whsec_" + base64 key).
+    webhook_secret = models.CharField(max_length=80, default=new_webhook_secret, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -78,6 +78,8 @@ class Model(models.Model):
     github_url = models.URLField(blank=True)
     paper_url = models.URLField(blank=True)
     license_url = models.URLField(blank=True)
+    # Staff pick: shown first on the explore page and in the API's featured collection.
+    featured = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -135,8 +137,30 @@ class VersionQuerySet(models.QuerySet["Version"]):
         return qs.order_by("-created_at").first()
 
 
+class Collection(models.Model):
+    """A curated, public list of models (Replicate's collections)."""
+
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    members: models.ManyToManyField[Model, Any] = models.ManyToManyField(
+        "Model", blank=True, related_name="collections"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
 class Version(models.Model):
     """An immutable build of a model: its Cog schema and where its code lives."""
+
+    class PriceUnit(models.TextChoices):
+        PREDICTION = "prediction"
+        OUTPUT_ITEM = "output_item"
 
     id = models.CharField(
         primary_key=True,
@@ -152,6 +176,14 @@ class Version(models.Model):
     image = models.CharField(max_length=500, blank=True)
     source_path = models.CharField(max_length=1000, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Deleting a version that has predictions only hides it: the predictions keep pointing at it.
+    hidden = models.BooleanField(default=False)
+    # Optional flat price charged on top of (or instead of) hardware time, set by the owner or
+    # staff: per prediction, or per item of output (e.g. per image).
+    unit_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    price_unit = models.CharField(
+        max_length=16, choices=PriceUnit.choices, default=PriceUnit.PREDICTION
+    )
 
     objects = VersionQuerySet.as_manager()
 

@@ -58,6 +58,10 @@ class Prediction(models.Model):
     created_by = models.ForeignKey(
         User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The API token used, if any: spend caps may be set per token.
+    created_by_token = models.ForeignKey(
+        "accounts.ApiToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     hardware = models.ForeignKey(Hardware, on_delete=models.PROTECT, related_name="+")
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.API)
 
@@ -69,6 +73,10 @@ class Prediction(models.Model):
     error = models.TextField(null=True, blank=True)  # noqa: DJ001
     metrics = models.JSONField(default=dict, blank=True)
     data_removed = models.BooleanField(default=False)
+    # What it cost the account, set by billing in the transaction that ends it.
+    cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    # The model owner features it on the model page (and in the API's examples).
+    is_example = models.BooleanField(default=False)
 
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
