@@ -177,3 +177,122 @@ def start_agent(transactional_db: None, tmp_path: Path) -> Iterator[Callable[...
     yield _start
     for agent in agents:
         agent.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServiceProcess:
+    """A real long-running child process (web server, RQ worker) with its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict[str, str]):
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=BASE_DIR
+            )
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 20) -> None:
+        if not self.alive():
+            return
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.process is not None
+            self.process.kill()
+            self.process.wait()
+
+
+class LiveWeb(ServiceProcess):
+    """``uvicorn marketplace.asgi`` on a free loopback port, sharing the test database."""
+
+    url: str
+
+    def wait_ready(self) -> LiveWeb:
+        import httpx
+
+        def ready() -> bool:
+            if not self.alive():
+                pytest.fail(f"{self.name} exited:\n{self.log()}")
+            try:
+                return httpx.get(self.url + "/", timeout=2).status_code < 500
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, timeout=30, message=f"{self.name} to answer")
+        return self
+
+
+@pytest.fixture
+def start_web(
+    transactional_db: None, tmp_path: Path, settings: Any
+) -> Iterator[Callable[..., LiveWeb]]:
+    """Start the real ASGI web server; PUBLIC_URL points at it here and in the child."""
+    started: list[ServiceProcess] = []
+
+    def _start(**env: str) -> LiveWeb:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        settings.PUBLIC_URL = url
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "marketplace.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--lifespan",
+            "off",
+        ]
+        web = LiveWeb(f"web-{port}", argv, tmp_path, child_env(PUBLIC_URL=url, **env))
+        web.url = url
+        started.append(web)
+        return web.start().wait_ready()
+
+    yield _start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start a real ``manage.py rqworker`` on the given queues."""
+    started: list[ServiceProcess] = []
+
+    def _start(*queues: str, **env: str) -> ServiceProcess:
+        argv = [sys.executable, str(BASE_DIR / "manage.py"), "rqworker", *(queues or ("default",))]
+        worker = ServiceProcess(f"worker-{len(started)}", argv, tmp_path, child_env(**env))
+        started.append(worker)
+        return worker.start()
+
+    yield _start
+    for process in started:
+        process.stop()
