@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.accounts.models import User
+from marketplace.accounts.models import ApiToken, User
 from marketplace.api.errors import Problem
 from marketplace.catalog.models import Version
 from marketplace.predictions import events
@@ -20,6 +20,7 @@ from marketplace.predictions.models import Prediction
 from marketplace.predictions.serializers import PredictionCreateInput
 from marketplace.predictions.services import (
     InputValidationError,
+    PaymentRequired,
     prediction_cancel,
     prediction_create,
 )
@@ -86,9 +87,12 @@ class PredictionCreateApi(APIView):
                 input=data["input"],
                 account=user.account,
                 created_by=user,
+                created_by_token=request.auth if isinstance(request.auth, ApiToken) else None,
                 webhook=data.get("webhook", ""),
                 webhook_events_filter=data.get("webhook_events_filter"),
             )
+        except PaymentRequired as exc:
+            raise Problem(402, str(exc)) from exc
         except InputValidationError as exc:
             raise Problem(
                 422,

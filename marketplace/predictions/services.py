@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from marketplace.accounts.models import Account, User
+from marketplace.accounts.models import Account, ApiToken, User
 from marketplace.catalog import schema
 from marketplace.catalog.models import Model, Version
 from marketplace.predictions import events
@@ -34,6 +34,13 @@ class InputValidationError(Exception):
         self.errors = errors
 
 
+class PaymentRequired(Exception):
+    """The account cannot pay for this prediction (balance, spend cap or a failed invoice).
+
+    Raised by billing before anything is stored or queued; the API answers 402.
+    """
+
+
 @dataclass(frozen=True)
 class Outcome:
     status: str
@@ -49,6 +56,7 @@ def prediction_create(
     input: Any,
     account: Account,
     created_by: User | None,
+    created_by_token: ApiToken | None = None,
     source: str = Prediction.Source.API,
     webhook: str = "",
     webhook_events_filter: list[str] | None = None,
@@ -69,6 +77,7 @@ def prediction_create(
             version=version,
             account=account,
             created_by=created_by,
+            created_by_token=created_by_token,
             hardware_id=model.default_hardware_id,
             source=source,
             input=schema.redact(version.schema, normalized),
