@@ -133,7 +133,9 @@ RQ_QUEUES = {
 RQ_SHOW_ADMIN_LINK = True
 
 AUTH_USER_MODEL = "accounts.User"
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -197,6 +199,18 @@ PREDICTION_EVENTS_TTL = envint("PREDICTION_EVENTS_TTL", 24 * 3600, minimum=60)
 
 # Largest output file a model may upload (bytes).
 MAX_OUTPUT_FILE_BYTES = envint("MAX_OUTPUT_FILE_BYTES", 10 * 1024**3, minimum=1)
+
+# --- Web site ----------------------------------------------------------------------------------
+# Mail (password resets) is printed to the console unless an SMTP server is configured.
+EMAIL_BACKEND = envstr("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
+EMAIL_HOST = envstr("EMAIL_HOST") or "localhost"
+EMAIL_PORT = envint("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL") or "marketplace@localhost"
+# Largest file a person may upload as a playground input (bytes).
+WEB_UPLOAD_MAX_BYTES = envint("WEB_UPLOAD_MAX_BYTES", 100 * 1024**2, minimum=1)
 
 # --- Host agent --------------------------------------------------------------------------------
 AGENT_HOST_NAME = envstr("AGENT_HOST_NAME") or socket.gethostname()

@@ -1,13 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from marketplace.catalog import views as catalog
 from marketplace.predictions import views as predictions
 
 urlpatterns = [
-    path("", catalog.home, name="home"),
     path("admin/django-rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("v1/", include("marketplace.api.urls")),
     path("files/<path:name>", predictions.serve_file, name="file"),
+    # The site: explore, model pages, playground, predictions, accounts (last: /<owner>/<name>).
+    path("", include("marketplace.web.urls")),
 ]

@@ -21,7 +21,7 @@ from marketplace.catalog.schema import components
 SELECT = "select"
 FILE = "file"
 FILES = "files"
-PASSWORD = "password"
+PASSWORD = "password"  # noqa: S105 - a widget name, not a secret
 TEXT = "text"
 TEXTAREA = "textarea"
 SLIDER = "slider"
@@ -188,7 +188,7 @@ def _field(name: str, prop: Mapping[str, Any], required: bool, defs: Mapping[str
 def _number_step(minimum: float | None, maximum: float | None) -> str:
     if minimum is None or maximum is None or maximum <= minimum:
         return "any"
-    # A hundredth of the range, rounded down to a power of ten: 0–2 → 0.01, 1–20 → 0.1.
+    # A hundredth of the range, rounded down to a power of ten: 0-2 → 0.01, 1-20 → 0.1.
     return f"{10 ** math.floor(math.log10((maximum - minimum) / 100)):g}"
 
 

@@ -7,7 +7,7 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest
 
 # Only paths the platform generated with a random token in them are served.
-SERVED_PREFIXES = ("outputs/", "covers/")
+SERVED_PREFIXES = ("outputs/", "covers/", "uploads/")
 
 
 def serve_file(request: HttpRequest, name: str) -> FileResponse:

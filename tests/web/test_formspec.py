@@ -27,7 +27,9 @@ def widgets(document: dict[str, Any], component: str = "Input") -> dict[str, str
     return {f.name: f.widget for f in input_fields(document, component)}
 
 
-@pytest.mark.parametrize("path", REFERENCE_FILES + EXAMPLE_FILES, ids=lambda p: p.parent.name + "/" + p.name)
+@pytest.mark.parametrize(
+    "path", REFERENCE_FILES + EXAMPLE_FILES, ids=lambda p: p.parent.name + "/" + p.name
+)
 def test_every_schema_maps_every_input_to_a_widget(path: Path) -> None:
     document = load(path)
     schemas = document["components"]["schemas"]
@@ -38,8 +40,16 @@ def test_every_schema_maps_every_input_to_a_widget(path: Path) -> None:
         key=lambda n: schemas[component]["properties"][n].get("x-order", 0),
     )
     known = {
-        formspec.SELECT, formspec.FILE, formspec.FILES, formspec.PASSWORD, formspec.TEXT,
-        formspec.TEXTAREA, formspec.SLIDER, formspec.NUMBER, formspec.CHECKBOX, formspec.LIST,
+        formspec.SELECT,
+        formspec.FILE,
+        formspec.FILES,
+        formspec.PASSWORD,
+        formspec.TEXT,
+        formspec.TEXTAREA,
+        formspec.SLIDER,
+        formspec.NUMBER,
+        formspec.CHECKBOX,
+        formspec.LIST,
         formspec.JSON,
     }
     assert {f.widget for f in fields} <= known
@@ -54,7 +64,12 @@ def test_reference_schemas_are_present() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["predict-cog0.13-fastapi.json", "predict-cog0.19-static.json", "predict-cog0.23-generated.json"]
+    "name",
+    [
+        "predict-cog0.13-fastapi.json",
+        "predict-cog0.19-static.json",
+        "predict-cog0.23-generated.json",
+    ],
 )
 def test_sd_like_predictor_widgets(name: str) -> None:
     document = load(REFERENCE / name)
@@ -154,7 +169,12 @@ def test_anyof_union_and_any_become_json() -> None:
                     "properties": {
                         "either": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
                         "anything": {},
-                        "maybe": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 5}, {"type": "null"}]},
+                        "maybe": {
+                            "anyOf": [
+                                {"type": "integer", "minimum": 0, "maximum": 5},
+                                {"type": "null"},
+                            ]
+                        },
                     },
                 }
             }
@@ -218,9 +238,7 @@ def test_output_specs_of_reference_schemas(name: str, kind: str, iterator: bool)
 
 
 def test_output_specs_of_examples() -> None:
-    kinds = {
-        path.parent.parent.name: output_spec(load(path)).kind for path in EXAMPLE_FILES
-    }
+    kinds = {path.parent.parent.name: output_spec(load(path)).kind for path in EXAMPLE_FILES}
     assert kinds["image-filter"] == "file"
     assert kinds["text-stream"] == "concatenate"
     assert kinds["hello"] == "text"

@@ -1,0 +1,51 @@
+"""Access-checked fetches for the site's pages: outsiders get 404 for anything private."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from marketplace.accounts.models import AnyUser
+from marketplace.catalog.models import Model, Version
+from marketplace.predictions.models import Prediction
+
+
+def model_for(user: AnyUser, owner: str, name: str) -> Model:
+    model = (
+        Model.objects.visible_to(user)
+        .select_related("owner", "default_hardware")
+        .filter(owner__username__iexact=owner, name=name)
+        .first()
+    )
+    if model is None:
+        raise Http404("No such model")
+    return model
+
+
+def owned_model_for(user: AnyUser, owner: str, name: str) -> Model:
+    model = model_for(user, owner, name)
+    if not model.is_owned_by(user):
+        raise Http404("No such model")
+    return model
+
+
+def versions_of(model: Model) -> QuerySet[Version]:
+    return model.versions.filter(hidden=False).order_by("-created_at")
+
+
+def prediction_for(user: AnyUser, prediction_id: str) -> Prediction:
+    """A prediction its account's members may see; an example also to whoever sees its model."""
+    prediction = (
+        Prediction.objects.select_related(
+            "model__owner", "model__default_hardware", "version", "hardware", "account"
+        )
+        .filter(pk=prediction_id)
+        .first()
+    )
+    if prediction is None:
+        raise Http404("No such prediction")
+    if prediction.account.is_member(user):
+        return prediction
+    if prediction.is_example and prediction.model.is_visible_to(user):
+        return prediction
+    raise Http404("No such prediction")

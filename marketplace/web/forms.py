@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth.forms import UserCreationForm
+
+from marketplace.accounts.models import Account, User
+from marketplace.catalog.models import Hardware, Model
+
+# First path segments the site uses itself: an account with one of these names would be
+# unreachable at /<name>.
+RESERVED_NAMES = frozenset(
+    {"account", "admin", "api", "collections", "files", "new", "p", "search", "static", "v1"}
+)
+
+
+class SignupForm(UserCreationForm):
+    email = forms.EmailField(required=True, help_text="For password resets.")
+
+    class Meta:
+        model = User
+        fields = ("username", "email")
+
+    def clean_username(self) -> str:
+        username = self.cleaned_data["username"]
+        if username in RESERVED_NAMES:
+            raise forms.ValidationError("That name is reserved.")
+        if Account.objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError("That name is taken.")
+        return username
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. 'laptop'.")
+
+
+class ModelCreateForm(forms.ModelForm):
+    default_hardware = forms.ModelChoiceField(
+        queryset=Hardware.objects.filter(is_active=True), label="Hardware", empty_label=None
+    )
+
+    class Meta:
+        model = Model
+        fields = ("name", "description", "visibility", "default_hardware")
+        help_texts = {"name": "Lowercase letters, digits and . _ - between them."}
+
+    def __init__(self, *args: Any, owner: Account, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        if Model.objects.filter(owner=self.owner, name=name).exists():
+            raise forms.ValidationError("You already have a model with that name.")
+        return name
+
+
+class ModelEditForm(forms.ModelForm):
+    class Meta:
+        model = Model
+        fields = ("description", "readme", "cover_image", "visibility")
+        widgets = {"readme": forms.Textarea(attrs={"rows": 16})}
+        help_texts = {"readme": "Markdown. Scripts, styles and event handlers are removed."}

@@ -1,0 +1,128 @@
+"""The playground form: fields from the version's schema, bound to defaults, a past prediction's
+input ("Tweak it") or a submission; uploads stored where Cog can fetch them."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import UploadedFile
+from django.utils.text import get_valid_filename
+
+from marketplace.catalog import formspec
+from marketplace.catalog.formspec import Field
+from marketplace.catalog.schema import REDACTED, FieldError
+
+URL_SUFFIX = "__url"
+# Stands in for an upload while the rest of the input is validated, before anything is stored.
+PENDING_UPLOAD = "https://uploads.invalid/pending"
+
+
+@dataclass
+class BoundField:
+    f: Field
+    value: str = ""
+    items: list[str] = field(default_factory=list)
+    checked: bool = False
+    error: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"input-{self.f.name}"
+
+
+def bind(
+    fields: Sequence[Field],
+    values: Mapping[str, Any] | None = None,
+    errors: Mapping[str, str] | None = None,
+) -> list[BoundField]:
+    """Fields with the values to show: given ones first, else the schema's defaults.
+
+    Secrets are never shown back, whatever ``values`` holds.
+    """
+    values = values or {}
+    errors = errors or {}
+    bound = []
+    for f in fields:
+        b = BoundField(f, error=errors.get(f.name, ""))
+        given = f.name in values and not f.secret
+        value = values[f.name] if given else (f.default if f.has_default else None)
+        if f.secret or value is None or value == REDACTED:
+            pass
+        elif f.widget == formspec.CHECKBOX:
+            b.checked = bool(value)
+        elif f.widget in (formspec.LIST, formspec.FILES):
+            b.items = [formspec.value_text(f, v) for v in value] if isinstance(value, list) else []
+        else:
+            b.value = formspec.value_text(f, value)
+        bound.append(b)
+    return bound
+
+
+def raw_values(fields: Sequence[Field], post: Mapping[str, Any]) -> dict[str, Any]:
+    """What was typed, to show again beside errors (as the form's own strings)."""
+    out: dict[str, Any] = {}
+    getlist = getattr(post, "getlist", None)
+    for f in fields:
+        if f.widget == formspec.CHECKBOX:
+            out[f.name] = f.name in post
+        elif f.widget in (formspec.LIST, formspec.FILES):
+            key = f.name if f.widget == formspec.LIST else f.name + URL_SUFFIX
+            out[f.name] = [v for v in (getlist(key) if getlist else []) if v.strip()]
+        elif f.widget == formspec.FILE:
+            out[f.name] = post.get(f.name + URL_SUFFIX) or None
+        elif f.name in post:
+            out[f.name] = post.get(f.name)
+    return out
+
+
+def field_errors(errors: Sequence[FieldError]) -> dict[str, str]:
+    """Service errors (``input.<name>``) → messages keyed by input name."""
+    out: dict[str, str] = {}
+    for error in errors:
+        name = error.field.removeprefix("input.").split(".", 1)[0] or "__all__"
+        out.setdefault(name, error.description)
+    return out
+
+
+def upload_error(upload: UploadedFile) -> str:
+    limit = settings.WEB_UPLOAD_MAX_BYTES
+    if (upload.size or 0) > limit:
+        return f"{upload.name} is larger than the {limit // 1024**2} MB upload limit."
+    return ""
+
+
+def store_upload(upload: UploadedFile) -> str:
+    """Save an upload under a random path; return the absolute URL Cog downloads it from."""
+    filename = get_valid_filename((upload.name or "upload").rsplit("/", 1)[-1])[-100:] or "upload"
+    name = default_storage.save(f"uploads/{secrets.token_urlsafe(16)}/{filename}", upload)
+    return f"{settings.PUBLIC_URL}{settings.MEDIA_URL}{name}"
+
+
+def example_input(fields: Sequence[Field]) -> dict[str, Any]:
+    """An input for the API snippets: required values (placeholders if needed) and defaults."""
+    placeholders = {
+        formspec.FILE: "https://example.com/input.png",
+        formspec.FILES: ["https://example.com/input.png"],
+        formspec.TEXT: "...",
+        formspec.TEXTAREA: "...",
+        formspec.PASSWORD: "<secret>",
+        formspec.CHECKBOX: False,
+        formspec.LIST: [],
+    }
+    out: dict[str, Any] = {}
+    for f in fields:
+        if f.has_default and not f.secret and not f.deprecated:
+            out[f.name] = f.default
+        elif f.required:
+            if f.widget == formspec.SELECT and f.choices:
+                out[f.name] = f.choices[0]
+            elif f.type in ("integer", "number"):
+                out[f.name] = f.minimum if f.minimum is not None else 0
+            else:
+                out[f.name] = placeholders.get(f.widget, "...")
+    return out

@@ -1,0 +1,223 @@
+"""A model's pages: Playground (the schema-generated form), API, Versions, Examples; and Run."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from marketplace.accounts.models import User
+from marketplace.catalog import formspec
+from marketplace.catalog.models import Model, Version
+from marketplace.predictions.models import Prediction
+from marketplace.predictions.services import (
+    InputValidationError,
+    PaymentRequired,
+    prediction_create,
+)
+from marketplace.web import playground
+from marketplace.web.access import model_for, prediction_for, versions_of
+from marketplace.web.rendering import markdown_html, render_output
+
+
+def _version(model: Model, version_id: str | None) -> Version | None:
+    versions = versions_of(model)
+    if version_id:
+        version = versions.filter(pk=version_id).first()
+        if version is None:
+            raise Http404("No such version")
+        return version
+    return versions.first()
+
+
+def _page(request: HttpRequest, model: Model, tab: str, **context: Any) -> HttpResponse:
+    status = context.pop("status", 200)
+    context.update(
+        model=model,
+        tab=tab,
+        is_owner=model.is_owned_by(request.user),
+        readme=markdown_html(model.readme) if tab == "playground" else "",
+    )
+    return render(request, f"web/model_{tab}.html", context, status=status)
+
+
+def _playground(
+    request: HttpRequest,
+    model: Model,
+    version: Version | None,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    **context: Any,
+) -> HttpResponse:
+    fields = formspec.input_fields(version.schema) if version else []
+    bound = playground.bind(fields, values, errors)
+    return _page(
+        request,
+        model,
+        "playground",
+        version=version,
+        fields=bound,
+        visible=[b for b in bound if not b.f.advanced],
+        advanced=[b for b in bound if b.f.advanced],
+        form_error=(errors or {}).get("__all__", ""),
+        has_field_errors=any(b.error for b in bound),
+        **context,
+    )
+
+
+def model_page(request: HttpRequest, owner: str, name: str) -> HttpResponse:
+    model = model_for(request.user, owner, name)
+    version = _version(model, request.GET.get("version"))
+    values = None
+    tweaked = None
+    if tweak_id := request.GET.get("tweak"):
+        tweaked = prediction_for(request.user, tweak_id)
+        if tweaked.model_id != model.pk:
+            raise Http404("No such prediction")
+        version = _version(model, tweaked.version_id)
+        values = tweaked.input if isinstance(tweaked.input, dict) else {}
+    return _playground(request, model, version, values, tweaked=tweaked)
+
+
+@login_required
+@require_POST
+def run(request: HttpRequest, owner: str, name: str) -> HttpResponse:
+    """Create a prediction from the playground; invalid input re-renders the form with errors."""
+    user = request.user
+    assert isinstance(user, User)
+    model = model_for(user, owner, name)
+    version = _version(model, request.POST.get("version"))
+    if version is None:
+        raise Http404("This model has no version to run yet")
+    fields = formspec.input_fields(version.schema)
+    submission = formspec.parse_submission(fields, dict(request.POST.lists()))
+    errors = dict(submission.errors)
+    payload: dict[str, Any] = dict(submission)
+    uploads: dict[str, list[Any]] = {}
+    for f in fields:
+        if f.widget not in (formspec.FILE, formspec.FILES):
+            continue
+        files = request.FILES.getlist(f.name)
+        urls = [
+            u.strip() for u in request.POST.getlist(f.name + playground.URL_SUFFIX) if u.strip()
+        ]
+        for upload in files:
+            if message := playground.upload_error(upload):
+                errors[f.name] = message
+        if files:
+            uploads[f.name] = list(files)
+            pending = [playground.PENDING_UPLOAD] * len(files)
+            payload[f.name] = pending[0] if f.widget == formspec.FILE else pending + urls
+        elif urls:
+            payload[f.name] = urls[0] if f.widget == formspec.FILE else urls
+    if not errors:
+        # Validate before storing uploads, so a mistake elsewhere in the form leaves nothing.
+        _, invalid = version.validate_input(payload)
+        errors = playground.field_errors(invalid)
+    if not errors:
+        stored: list[str] = []
+        for field_name, files in uploads.items():
+            urls = [playground.store_upload(upload) for upload in files]
+            stored.extend(urls)
+            current = payload[field_name]
+            payload[field_name] = (
+                urls[0] if isinstance(current, str) else urls + current[len(urls) :]
+            )
+        try:
+            with transaction.atomic():
+                prediction = prediction_create(
+                    version=version,
+                    input=payload,
+                    account=user.account,
+                    created_by=user,
+                    source=Prediction.Source.WEB,
+                )
+        except InputValidationError as exc:
+            errors = playground.field_errors(exc.errors)
+        except PaymentRequired as exc:
+            errors = {"__all__": str(exc) or "Your account cannot pay for this prediction."}
+        else:
+            return redirect("prediction", prediction_id=prediction.pk)
+        _delete_uploads(stored)
+    values = playground.raw_values(fields, request.POST)
+    return _playground(request, model, version, values, errors, status=422)
+
+
+def _delete_uploads(urls: list[str]) -> None:
+    from django.conf import settings
+    from django.core.files.storage import default_storage
+
+    prefix = f"{settings.PUBLIC_URL}{settings.MEDIA_URL}"
+    for url in urls:
+        default_storage.delete(url.removeprefix(prefix))
+
+
+def model_api(request: HttpRequest, owner: str, name: str) -> HttpResponse:
+    model = model_for(request.user, owner, name)
+    version = _version(model, request.GET.get("version"))
+    example = playground.example_input(formspec.input_fields(version.schema)) if version else {}
+    return _page(
+        request,
+        model,
+        "api",
+        version=version,
+        example_json=json.dumps(example, indent=2),
+        example_python=_python_literal(example),
+    )
+
+
+def _python_literal(value: dict[str, Any]) -> str:
+    lines = [f"        {json.dumps(k)}: {_py(v)}," for k, v in value.items()]
+    return "{\n" + "\n".join(lines) + "\n    }" if lines else "{}"
+
+
+def _py(value: Any) -> str:
+    # JSON literals differ from Python's only in true/false/null at the top level of these inputs.
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    return json.dumps(value)
+
+
+def model_versions(request: HttpRequest, owner: str, name: str) -> HttpResponse:
+    model = model_for(request.user, owner, name)
+    versions = list(versions_of(model)[:50])
+    rows = []
+    for newer, older in zip(versions, [*versions[1:], None], strict=True):
+        rows.append({"version": newer, "changes": _schema_changes(older, newer)})
+    return _page(request, model, "versions", rows=rows)
+
+
+def _schema_changes(older: Version | None, newer: Version) -> list[str]:
+    """What changed in the Input schema from ``older`` to ``newer``, as short sentences."""
+    if older is None:
+        return []
+    before = {f.name: f for f in formspec.input_fields(older.schema)}
+    after = {f.name: f for f in formspec.input_fields(newer.schema)}
+    changes = [f"added input {n}" for n in after if n not in before]
+    changes += [f"removed input {n}" for n in before if n not in after]
+    for name in after.keys() & before.keys():
+        old, new = before[name], after[name]
+        for attr in ("type", "required", "default", "choices", "minimum", "maximum"):
+            if getattr(old, attr) != getattr(new, attr):
+                changes.append(f"{name}: {attr} {getattr(old, attr)!r} → {getattr(new, attr)!r}")
+    return sorted(changes)
+
+
+def model_examples(request: HttpRequest, owner: str, name: str) -> HttpResponse:
+    model = model_for(request.user, owner, name)
+    examples = Prediction.objects.filter(
+        model=model, is_example=True, status=Prediction.Status.SUCCEEDED
+    ).select_related("version")[:24]
+    items = [
+        {
+            "prediction": p,
+            "output": render_output(p.output, formspec.output_spec(p.version.schema)),
+        }
+        for p in examples
+    ]
+    return _page(request, model, "examples", examples=items)

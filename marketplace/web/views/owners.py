@@ -1,0 +1,67 @@
+"""What a model's owner does on the site: create a model, edit it, see how to push versions."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from marketplace.accounts.models import User
+from marketplace.catalog.models import Hardware
+from marketplace.web.access import owned_model_for
+from marketplace.web.forms import ModelCreateForm, ModelEditForm
+
+
+def registry_host() -> str:
+    """The registry people push to: REGISTRY_HOST, else this site's host[:port]."""
+    return getattr(settings, "REGISTRY_HOST", "") or urlsplit(settings.PUBLIC_URL).netloc
+
+
+@login_required
+def model_create(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    assert isinstance(user, User)
+    initial = {"default_hardware": Hardware.objects.filter(is_active=True).first()}
+    form = ModelCreateForm(request.POST or None, owner=user.account, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        model = form.save(commit=False)
+        model.owner = user.account
+        model.save()
+        return redirect("model-push", owner=model.owner.username, name=model.name)
+    return render(request, "web/model_create.html", {"form": form})
+
+
+@login_required
+def model_edit(request: HttpRequest, owner: str, name: str) -> HttpResponse:
+    model = owned_model_for(request.user, owner, name)
+    form = ModelEditForm(request.POST or None, request.FILES or None, instance=model)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        return redirect("model", owner=model.owner.username, name=model.name)
+    return render(
+        request,
+        "web/model_edit.html",
+        {"form": form, "model": model, "tab": "edit", "is_owner": True},
+    )
+
+
+@login_required
+def model_push(request: HttpRequest, owner: str, name: str) -> HttpResponse:
+    model = owned_model_for(request.user, owner, name)
+    host = registry_host()
+    image = f"{host}/{model.full_name}"
+    return render(
+        request,
+        "web/model_push.html",
+        {
+            "model": model,
+            "tab": "push",
+            "is_owner": True,
+            "host": host,
+            "image": image,
+            "username": request.user.get_username(),
+        },
+    )

@@ -1,0 +1,165 @@
+"""The prediction page (permalink), its live event stream, cancel and "feature as example"."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.decorators import login_required
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from marketplace.catalog import formspec
+from marketplace.predictions import events
+from marketplace.predictions.models import Prediction
+from marketplace.predictions.services import prediction_cancel
+from marketplace.web import playground
+from marketplace.web.access import prediction_for
+from marketplace.web.rendering import render_output
+
+# Redis stream entry ids, as browsers send them back in Last-Event-ID.
+EVENT_ID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}\Z")
+# How long one SSE response lives; the browser reconnects with Last-Event-ID afterwards.
+STREAM_SECONDS = 300
+# Block at most this long per read, so queue positions refresh and dead clients are noticed.
+POLL_MS = 2000
+
+
+def queue_position(prediction: Prediction) -> int | None:
+    """1-based place of a queued prediction in its version's queue (job ids are prediction ids)."""
+    if prediction.status != Prediction.Status.STARTING:
+        return None
+    from workers.queues import version_queue
+
+    try:
+        return version_queue(prediction.version_id).get_job_ids().index(prediction.pk) + 1
+    except ValueError:
+        return None
+
+
+def state(prediction: Prediction) -> dict[str, Any]:
+    """The prediction as the page's script redraws it."""
+    data = prediction.to_api()
+    data["cost"] = str(prediction.cost) if prediction.cost is not None else None
+    data["queue_position"] = queue_position(prediction)
+    return data
+
+
+def prediction_page(request: HttpRequest, prediction_id: str) -> HttpResponse:
+    prediction = prediction_for(request.user, prediction_id)
+    version = prediction.version
+    spec = formspec.output_spec(version.schema)
+    fields = formspec.input_fields(version.schema)
+    shown_input = [
+        (b.f, b) for b in playground.bind(fields, prediction.input) if b.f.name in prediction.input
+    ]
+    model = prediction.model
+    context = {
+        "prediction": prediction,
+        "model": model,
+        "inputs": shown_input,
+        "secret_names": {f.name for f in fields if f.secret},
+        "output_html": render_output(prediction.output, spec),
+        "spec_json": spec.as_dict(),
+        "state_json": state(prediction),
+        "is_mine": prediction.account.is_member(request.user),
+        "can_feature": model.is_owned_by(request.user)
+        and prediction.account.is_member(request.user)
+        and prediction.status == Prediction.Status.SUCCEEDED,
+        "hardware": prediction.hardware,
+    }
+    return render(request, "web/prediction.html", context)
+
+
+def prediction_json(request: HttpRequest, prediction_id: str) -> JsonResponse:
+    return JsonResponse(state(prediction_for(request.user, prediction_id)))
+
+
+def _sse(event_id: str | None, event: str, data: dict[str, Any]) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+async def prediction_events(request: HttpRequest, prediction_id: str) -> StreamingHttpResponse:
+    """Server-sent events of a prediction for its page, replayed from ``Last-Event-ID``."""
+    user = await request.auser()
+    prediction = await sync_to_async(prediction_for)(user, prediction_id)
+    after = request.headers.get("Last-Event-ID") or "0"
+    if not EVENT_ID_RE.match(after):
+        after = "0"
+
+    async def stream() -> AsyncIterator[bytes]:
+        nonlocal after
+        loop = asyncio.get_running_loop()
+        until = loop.time() + STREAM_SECONDS
+        yield b"retry: 1000\n\n"
+        if prediction.is_terminal and after == "0":
+            # The live stream may have expired: the database has the final word.
+            yield _sse(None, events.DONE, {"status": prediction.status})
+            return
+        seen_processing = prediction.status != Prediction.Status.STARTING
+        while loop.time() < until:
+            batch = await events.aread(prediction_id, after, block_ms=POLL_MS)
+            for event in batch:
+                after = event.id
+                seen_processing = seen_processing or event.type != events.STATUS
+                yield _sse(event.id, event.type, event.data)
+                if event.type == events.DONE:
+                    return
+            if not batch:
+                current = await sync_to_async(_reload)(prediction_id)
+                if current.is_terminal:
+                    yield _sse(None, events.DONE, {"status": current.status})
+                    return
+                if not seen_processing:
+                    position = await sync_to_async(queue_position)(current)
+                    yield _sse(None, "queue", {"position": position})
+                else:
+                    yield b": keep-alive\n\n"
+
+    response = StreamingHttpResponse(stream(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _reload(prediction_id: str) -> Prediction:
+    return Prediction.objects.only("id", "status", "version_id").get(pk=prediction_id)
+
+
+@login_required
+@require_POST
+def cancel(request: HttpRequest, prediction_id: str) -> HttpResponse:
+    prediction = prediction_for(request.user, prediction_id)
+    if not prediction.account.is_member(request.user):
+        raise Http404("No such prediction")
+    if not prediction.is_terminal:
+        prediction_cancel(prediction)
+    return redirect("prediction", prediction_id=prediction.pk)
+
+
+@login_required
+@require_POST
+def feature(request: HttpRequest, prediction_id: str) -> HttpResponse:
+    """The model's owner features (or unfeatures) one of their own predictions as an example."""
+    prediction = prediction_for(request.user, prediction_id)
+    if not (
+        prediction.model.is_owned_by(request.user) and prediction.account.is_member(request.user)
+    ):
+        raise Http404("No such prediction")
+    featured = request.POST.get("featured") == "1"
+    if featured and prediction.status != Prediction.Status.SUCCEEDED:
+        raise Http404("Only succeeded predictions can be examples")
+    Prediction.objects.filter(pk=prediction.pk).update(is_example=featured)
+    return redirect("prediction", prediction_id=prediction.pk)
