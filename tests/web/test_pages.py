@@ -222,9 +222,14 @@ def test_predictions_are_private_to_their_account_unless_featured(
     assert "hello x" in client.get("/alice/hello/examples").content.decode()
 
 
-def test_cancel_a_queued_prediction(alice_client: Client, user: Any) -> None:
+def test_cancel_a_queued_prediction(
+    alice_client: Client, user: Any, django_capture_on_commit_callbacks: Any
+) -> None:
     version = publish(user, "hello", "hello")
-    prediction = prediction_create(version=version, input={}, account=user.account, created_by=user)
+    with django_capture_on_commit_callbacks(execute=True):  # queue it for real, in Redis
+        prediction = prediction_create(
+            version=version, input={}, account=user.account, created_by=user
+        )
     page = alice_client.get(f"/p/{prediction.pk}").content.decode()
     assert "position 1 in the queue" in page
     assert alice_client.post(f"/p/{prediction.pk}/cancel").status_code == 302
