@@ -1,0 +1,91 @@
+"""Pages cost a constant number of queries however many models there are (no N+1)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from marketplace.catalog.models import Collection, Model, Version
+from marketplace.predictions.models import Prediction
+from marketplace.predictions.services import Outcome, prediction_create, prediction_finish
+from tests.factories import UserFactory, cpu, publish
+
+pytestmark = pytest.mark.django_db
+
+PAGES = [
+    "/",
+    "/search?q=model",
+    "/search?pricing=second&hardware=cpu",
+    "/collections/all",
+    "/alice",
+    "/alice/hello",
+    "/alice/hello/api",
+    "/alice/hello/versions",
+    "/alice/hello/examples",
+    "/account/predictions",
+]
+
+
+def add_models(count: int, start: int, template: Version) -> None:
+    owners = [UserFactory(username=f"owner{i}").account for i in range(start, start + 3)]
+    models = Model.objects.bulk_create(
+        Model(
+            owner=owners[i % len(owners)],
+            name=f"model-{start + i}",
+            description="a model",
+            default_hardware=cpu(),
+            featured=i % 7 == 0,
+            run_count=i,
+        )
+        for i in range(count)
+    )
+    Version.objects.bulk_create(
+        Version(
+            id=hashlib.sha256(f"{m.pk}".encode()).hexdigest(),
+            model=m,
+            openapi_schema=template.openapi_schema,
+            cog_version="0.23.1",
+            source_path=template.source_path,
+            unit_price="0.01" if i % 2 else None,
+        )
+        for i, m in enumerate(models)
+    )
+    Collection.objects.get_or_create(slug="all", defaults={"name": "All"})[0].members.add(*models)
+
+
+def count_queries(client: Client) -> dict[str, int]:
+    counts = {}
+    for page in PAGES:
+        with CaptureQueriesContext(connection) as ctx:
+            response = client.get(page)
+        assert response.status_code == 200, page
+        counts[page] = len(ctx.captured_queries)
+    return counts
+
+
+def test_pages_make_the_same_queries_with_5_or_500_models(
+    user: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = Client()
+    client.force_login(user)
+    hello = publish(user, "hello", "hello")
+    publish(user, "slow-progress", "hello")  # a second version: the versions tab diffs them
+    for i in range(3):
+        p = prediction_create(
+            version=hello, input={"text": str(i)}, account=user.account, created_by=user
+        )
+        prediction_finish(p.pk, Outcome("succeeded", output=f"hello {i}"))
+    Prediction.objects.update(is_example=True)
+    add_models(5, 0, hello)
+    few = count_queries(client)
+    add_models(495, 100, hello)
+    assert Model.objects.count() == 501
+    many = count_queries(client)
+    assert many == few
+    # And the numbers stay small: session, user and the page's own few queries.
+    assert max(many.values()) <= 12, many
