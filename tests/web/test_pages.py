@@ -294,7 +294,7 @@ def test_reserved_and_taken_names_are_refused(client: Client, user: Any) -> None
 
 
 def test_tokens_are_shown_once_and_revocable(alice_client: Client, user: Any) -> None:
-    response = alice_client.post("/account/tokens", {"name": "laptop"})
+    response = alice_client.post("/account/tokens", {"name": "laptop"}, follow=True)
     html = response.content.decode()
     assert response["Cache-Control"] == "no-store"
     token = ApiToken.objects.get(user=user, name="laptop")

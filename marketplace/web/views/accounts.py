@@ -15,6 +15,7 @@ from marketplace.predictions.models import Prediction
 from marketplace.web.forms import SignupForm, TokenForm
 
 HISTORY_PAGE_SIZE = 50
+NEW_TOKEN_KEY = "web:new-token"
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -38,17 +39,18 @@ def _user(request: HttpRequest) -> User:
 def tokens(request: HttpRequest) -> HttpResponse:
     user = _user(request)
     form = TokenForm(request.POST or None)
-    created_key = None
     if request.method == "POST" and form.is_valid():
-        # Shown in this response only: the database keeps a hash.
-        _, created_key = ApiToken.create_for(user, form.cleaned_data["name"])
-        form = TokenForm()
+        _, raw_key = ApiToken.create_for(user, form.cleaned_data["name"])
+        # Shown by the next page once (post/redirect/get, so a reload cannot mint another); the
+        # database keeps only a hash.
+        request.session[NEW_TOKEN_KEY] = raw_key
+        return redirect("tokens")
     response = render(
         request,
         "web/tokens.html",
         {
             "form": form,
-            "created_key": created_key,
+            "created_key": request.session.pop(NEW_TOKEN_KEY, None),
             "tokens": user.api_tokens.order_by("-created_at"),
         },
     )

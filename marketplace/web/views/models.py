@@ -66,6 +66,8 @@ def _playground(
         advanced=[b for b in bound if b.f.advanced],
         form_error=(errors or {}).get("__all__", ""),
         has_field_errors=any(b.error for b in bound),
+        # Open when it hides something the person should see: an error or a value they chose.
+        advanced_open=any(b.f.advanced and (b.error or b.f.name in (values or {})) for b in bound),
         **context,
     )
 
