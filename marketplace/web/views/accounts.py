@@ -15,7 +15,7 @@ from marketplace.predictions.models import Prediction
 from marketplace.web.forms import SignupForm, TokenForm
 
 HISTORY_PAGE_SIZE = 50
-NEW_TOKEN_KEY = "web:new-token"
+NEW_TOKEN_KEY = "web:new-token"  # noqa: S105 - a session key name, not a secret
 
 
 def signup(request: HttpRequest) -> HttpResponse:
