@@ -104,13 +104,12 @@ async def prediction_events(request: HttpRequest, prediction_id: str) -> Streami
         loop = asyncio.get_running_loop()
         until = loop.time() + STREAM_SECONDS
         yield b"retry: 1000\n\n"
-        if prediction.is_terminal and after == "0":
-            # The live stream may have expired: the database has the final word.
-            yield _sse(None, events.DONE, {"status": prediction.status})
-            return
         seen_processing = prediction.status != Prediction.Status.STARTING
+        # A finished prediction's stream holds all it will ever hold: don't wait on it (it may
+        # also have expired, and then the database has the final word).
+        block_ms = None if prediction.is_terminal else POLL_MS
         while loop.time() < until:
-            batch = await events.aread(prediction_id, after, block_ms=POLL_MS)
+            batch = await events.aread(prediction_id, after, block_ms=block_ms)
             for event in batch:
                 after = event.id
                 seen_processing = seen_processing or event.type != events.STATUS
