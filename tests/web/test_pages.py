@@ -376,3 +376,27 @@ def test_profile_lists_models(client: Client, user: Any) -> None:
     html = client.get("/alice").content.decode()
     assert "alice/hello" in html
     assert client.get("/nobody-here").status_code == 404
+
+
+def test_owner_uploads_a_cover_image_shown_on_cards(
+    alice_client: Client, client: Client, user: Any, settings: Any, tmp_path: Any
+) -> None:
+    import io
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    publish(user, "hello", "hello")
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buffer, format="PNG")
+    cover = SimpleUploadedFile("cover.png", buffer.getvalue(), content_type="image/png")
+    response = alice_client.post(
+        "/alice/hello/edit",
+        {"description": "d", "readme": "", "visibility": "public", "cover_image": cover},
+    )
+    assert response.status_code == 302
+    name = Model.objects.get(name="hello").cover_image.name
+    assert name.startswith("covers/") and name.endswith("/cover.png")
+    assert f'src="/files/{name}"' in client.get("/").content.decode()
+    assert client.get(f"/files/{name}").status_code == 200

@@ -71,7 +71,7 @@ def history(request: HttpRequest) -> HttpResponse:
     predictions = (
         Prediction.objects.filter(account__user=user)
         .select_related("model__owner")
-        .defer("input", "output", "logs", "metrics")
+        .defer("input", "output", "logs")
         .order_by("-created_at")
     )
     status = request.GET.get("status", "")

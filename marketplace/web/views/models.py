@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -151,9 +153,6 @@ def run(request: HttpRequest, owner: str, name: str) -> HttpResponse:
 
 
 def _delete_uploads(urls: list[str]) -> None:
-    from django.conf import settings
-    from django.core.files.storage import default_storage
-
     prefix = f"{settings.PUBLIC_URL}{settings.MEDIA_URL}"
     for url in urls:
         default_storage.delete(url.removeprefix(prefix))
@@ -168,6 +167,7 @@ def model_api(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         model,
         "api",
         version=version,
+        public_url=settings.PUBLIC_URL,
         example_json=json.dumps(example, indent=2),
         example_python=_python_literal(example),
     )
