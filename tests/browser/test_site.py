@@ -26,7 +26,14 @@ def demo(transactional_db: None) -> dict[str, Any]:
     owner = UserFactory(username="demo")
     return {
         name: publish(owner, name, name)
-        for name in ("hello", "image-filter", "input-types", "slow-progress", "text-stream")
+        for name in (
+            "hello",
+            "hello-concurrent",
+            "image-filter",
+            "input-types",
+            "slow-progress",
+            "text-stream",
+        )
     }
 
 
@@ -127,17 +134,31 @@ def test_sign_up_token_and_run_every_demo_model_live(
     expect(page.get_by_role("switch", name="Shout")).to_be_checked()
     expect(page.get_by_label("Api Token")).to_have_value("")
 
-    # text-stream: an iterator output that streams in.
+    # text-stream: an iterator output that streams in while the prediction runs.
     page.goto(f"{base}/demo/text-stream")
-    page.get_by_role("slider", name="Max Tokens slider").fill("40")
-    run_and_wait(page, "text-stream")
+    page.get_by_role("slider", name="Max Tokens slider").fill("100")
+    page.get_by_role("button", name="Run").click()
+    page.wait_for_function(
+        "document.getElementById('status').textContent === 'processing'"
+        " && (document.querySelector('#output pre') || {textContent: ''})"
+        ".textContent.split(' ').length > 5",
+        timeout=RUN_TIMEOUT,
+    )
+    shot(page, "prediction-text-stream-streaming")
+    expect(page.locator("#status")).to_have_text("succeeded", timeout=RUN_TIMEOUT)
     expect(page.locator("#logs")).to_contain_text("Using seed")
-    assert len(page.locator("#output pre").inner_text().split()) >= 40
+    assert len(page.locator("#output pre").inner_text().split()) >= 100
 
     # hello: the defaults only.
     page.goto(f"{base}/demo/hello")
     run_and_wait(page, "hello")
     expect(page.locator("#output")).to_contain_text("hello world")
+
+    # hello-concurrent: a text input.
+    page.goto(f"{base}/demo/hello-concurrent")
+    page.get_by_role("textbox", name="Text").fill("concurrency")
+    run_and_wait(page, "hello-concurrent")
+    expect(page.locator("#output")).to_contain_text("hello concurrency")
 
     # slow-progress: progress bars from tqdm lines, live; then cancel it.
     page.goto(f"{base}/demo/slow-progress")
@@ -156,7 +177,7 @@ def test_sign_up_token_and_run_every_demo_model_live(
     assert Prediction.objects.get(model__name="slow-progress").status == "canceled"
 
     page.goto(f"{base}/account/predictions?status=succeeded")
-    expect(page.get_by_role("row")).to_have_count(1 + 4)
+    expect(page.get_by_role("row")).to_have_count(1 + 5)
     shot(page, "history")
 
 
