@@ -34,6 +34,12 @@ class BoundField:
     def id(self) -> str:
         return f"input-{self.f.name}"
 
+    @property
+    def describedby(self) -> str:
+        """The help text and the error, read out with the control."""
+        ids = [f"{self.id}-help"] if self.f.description else []
+        return " ".join([*ids, f"{self.id}-error"] if self.error else ids)
+
 
 def bind(
     fields: Sequence[Field],

@@ -113,6 +113,7 @@ def test_invalid_input_shows_errors_inline_and_creates_nothing(
     html = response.content.decode()
     assert 'id="input-count-error"' in html and "50 is greater than the maximum of 10" in html
     assert 'id="input-code-error"' in html
+    assert 'aria-describedby="input-count-help input-count-error" aria-invalid="true"' in html
     # What was typed comes back, except the secret.
     assert 'value="50"' in html and '<option value="red" selected>' in html
     assert "s3cret-value" not in html
