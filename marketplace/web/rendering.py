@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+from collections.abc import Iterable
 from typing import Any
 
 import markdown
@@ -21,6 +22,23 @@ README_TAGS = nh3.ALLOWED_TAGS | {"img", "pre", "code", "table", "thead", "tbody
 def markdown_html(text: str) -> SafeString:
     html = markdown.markdown(text or "", extensions=["fenced_code", "tables"])
     return mark_safe(nh3.clean(html, tags=README_TAGS))  # noqa: S308 - sanitized by nh3 just above
+
+
+INLINE_TAGS = {"strong", "em", "code", "a"}
+
+
+def inline_markdown(text: str) -> SafeString:
+    """One line of markdown (a model's description): emphasis, code and links only."""
+    html = markdown.markdown(text or "").removeprefix("<p>").removesuffix("</p>")
+    return mark_safe(nh3.clean(html, tags=INLINE_TAGS))  # noqa: S308 - sanitized by nh3
+
+
+def describe(models: Iterable[Any]) -> list[Any]:
+    """The models, each with ``description_html`` for its card."""
+    out = list(models)
+    for model in out:
+        model.description_html = inline_markdown(model.description)
+    return out
 
 
 def media_kind(url: Any) -> str:

@@ -40,3 +40,11 @@ def test_markdown_keeps_formatting_and_drops_scripts() -> None:
     )
     assert "<strong>bold</strong>" in html
     assert "onerror" not in html and "<script" not in html and "javascript:" not in html
+
+
+def test_descriptions_allow_inline_markdown_only() -> None:
+    from marketplace.web.rendering import inline_markdown
+
+    html = inline_markdown("A **bold** `code` <script>x</script><h1>big</h1>")
+    assert "<strong>bold</strong>" in html and "<code>code</code>" in html
+    assert "<script" not in html and "<h1>" not in html

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, render
 
 from marketplace.accounts.models import Account, AnyUser
 from marketplace.catalog.models import Collection, Hardware, Model, Version
+from marketplace.web.rendering import describe
 
 SECTION_SIZE = 12
 PAGE_SIZE = 24
@@ -29,9 +30,11 @@ def listed_models(user: AnyUser) -> QuerySet[Model]:
 def explore(request: HttpRequest) -> HttpResponse:
     models = listed_models(request.user)
     context = {
-        "featured": list(models.filter(featured=True).order_by("-run_count", "pk")[:SECTION_SIZE]),
-        "popular": list(models.order_by("-run_count", "pk")[:SECTION_SIZE]),
-        "recent": list(models.order_by("-created_at", "-pk")[:SECTION_SIZE]),
+        "featured": describe(
+            models.filter(featured=True).order_by("-run_count", "pk")[:SECTION_SIZE]
+        ),
+        "popular": describe(models.order_by("-run_count", "pk")[:SECTION_SIZE]),
+        "recent": describe(models.order_by("-created_at", "-pk")[:SECTION_SIZE]),
         "collections": list(Collection.objects.order_by("name")[:SECTION_SIZE]),
         "hardware": list(Hardware.objects.filter(is_active=True)),
     }
@@ -61,6 +64,7 @@ def search(request: HttpRequest) -> HttpResponse:
     page = Paginator(models.order_by("-run_count", "pk"), PAGE_SIZE).get_page(
         request.GET.get("page")
     )
+    page.object_list = describe(page.object_list)
     params = request.GET.copy()
     params.pop("page", None)
     context = {
@@ -82,7 +86,7 @@ def collections(request: HttpRequest) -> HttpResponse:
 def collection(request: HttpRequest, slug: str) -> HttpResponse:
     item = get_object_or_404(Collection, slug=slug)
     members = listed_models(request.user).filter(collections=item).order_by("-run_count", "pk")
-    return render(request, "web/collection.html", {"collection": item, "models": members})
+    return render(request, "web/collection.html", {"collection": item, "models": describe(members)})
 
 
 def profile(request: HttpRequest, username: str) -> HttpResponse:
@@ -93,5 +97,9 @@ def profile(request: HttpRequest, username: str) -> HttpResponse:
     return render(
         request,
         "web/profile.html",
-        {"account": account, "models": models, "is_self": account.is_member(request.user)},
+        {
+            "account": account,
+            "models": describe(models),
+            "is_self": account.is_member(request.user),
+        },
     )

@@ -24,7 +24,7 @@ from marketplace.predictions.services import (
 )
 from marketplace.web import playground
 from marketplace.web.access import model_for, prediction_for, versions_of
-from marketplace.web.rendering import markdown_html, render_output
+from marketplace.web.rendering import describe, markdown_html, render_output
 
 
 def _version(model: Model, version_id: str | None) -> Version | None:
@@ -39,6 +39,7 @@ def _version(model: Model, version_id: str | None) -> Version | None:
 
 def _page(request: HttpRequest, model: Model, tab: str, **context: Any) -> HttpResponse:
     status = context.pop("status", 200)
+    describe([model])
     context.update(
         model=model,
         tab=tab,

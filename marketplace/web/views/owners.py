@@ -13,6 +13,7 @@ from marketplace.accounts.models import User
 from marketplace.catalog.models import Hardware
 from marketplace.web.access import owned_model_for
 from marketplace.web.forms import ModelCreateForm, ModelEditForm
+from marketplace.web.rendering import describe
 
 
 def registry_host() -> str:
@@ -36,7 +37,7 @@ def model_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def model_edit(request: HttpRequest, owner: str, name: str) -> HttpResponse:
-    model = owned_model_for(request.user, owner, name)
+    model = describe([owned_model_for(request.user, owner, name)])[0]
     form = ModelEditForm(request.POST or None, request.FILES or None, instance=model)
     if request.method == "POST" and form.is_valid():
         form.save()
@@ -50,7 +51,7 @@ def model_edit(request: HttpRequest, owner: str, name: str) -> HttpResponse:
 
 @login_required
 def model_push(request: HttpRequest, owner: str, name: str) -> HttpResponse:
-    model = owned_model_for(request.user, owner, name)
+    model = describe([owned_model_for(request.user, owner, name)])[0]
     host = registry_host()
     image = f"{host}/{model.full_name}"
     return render(
