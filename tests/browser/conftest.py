@@ -16,9 +16,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(settings.BASE_DIR) / "var" / "test" / "artifacts"
 
 # Playwright's sync API keeps an event loop in this thread, which trips Django's guard against
-# ORM calls from async code; the test process's own ORM calls are plain sync ones. Child
-# processes (web server, agent) are started with the guard back on.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+# ORM calls from async code; the test process's own ORM calls are plain sync ones, so the guard is
+# lifted while the browser runs. Child processes (web server, agent) get it back on.
 GUARDED = {"DJANGO_ALLOW_ASYNC_UNSAFE": ""}
 
 
@@ -28,6 +27,8 @@ def browser() -> Iterator[Any]:
         pytest.fail("Chromium is missing: apt-get install chromium (.ci/run does)")
     from playwright.sync_api import sync_playwright
 
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
@@ -40,6 +41,10 @@ def browser() -> Iterator[Any]:
         )
         yield browser
         browser.close()
+    if previous is None:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
