@@ -155,9 +155,7 @@ def cog_labels(model_dir: Path, schema: dict) -> dict[str, str]:
     }
 
 
-def build_model_image(
-    client: Any, model_dir: Path | str, tag: str, *, labels: bool = True
-) -> str:
+def build_model_image(client: Any, model_dir: Path | str, tag: str, *, labels: bool = True) -> str:
     """Build ``tag`` from a Cog model directory on top of the base image; return the image id."""
     sys.path.insert(0, str(ROOT))
     from workers.cogschema import ensure_schema, predictor_ref, read_cog_config
@@ -172,7 +170,9 @@ def build_model_image(
         "COPY src/ /src/",
     ]
     if labels:
-        lines += [f"LABEL {k}={dockerfile_quote(v)}" for k, v in cog_labels(model_dir, schema).items()]
+        lines += [
+            f"LABEL {k}={dockerfile_quote(v)}" for k, v in cog_labels(model_dir, schema).items()
+        ]
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
         dockerfile = ("\n".join(lines) + "\n").encode()

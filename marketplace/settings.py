@@ -210,6 +210,12 @@ AGENT_LISTEN_HOST = envstr("AGENT_LISTEN_HOST") or "127.0.0.1"
 AGENT_LISTEN_PORT = envint("AGENT_LISTEN_PORT", 0, minimum=0)
 AGENT_CALLBACK_HOST = envstr("AGENT_CALLBACK_HOST") or AGENT_LISTEN_HOST
 AGENT_HEARTBEAT_SECONDS = envfloat("AGENT_HEARTBEAT_SECONDS", 2.0, minimum=0.1)
+# GPUs this agent may hand out (indices or GPU-uuids); unset: every GPU nvidia-smi lists, if any.
+AGENT_GPUS = envlist("AGENT_GPUS", "")
+# Docker runtime: "host" networking (Cog on a loopback port) or a Docker network name whose
+# containers get port 5000 published on DOCKER_PUBLISH_HOST.
+DOCKER_NETWORK = envstr("DOCKER_NETWORK") or "host"
+DOCKER_PUBLISH_HOST = envstr("DOCKER_PUBLISH_HOST") or "127.0.0.1"
 
 # --- Image registry (docker-registry with token auth delegated to /registry/token) --------------
 # host[:port] people `docker login` / `docker push` to, and the prefix of every version's image.

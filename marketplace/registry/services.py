@@ -109,9 +109,7 @@ class RegistryClient:
         config = manifest.get("config") or {}
         if not config.get("digest"):
             raise NotACogImage("The manifest has no image configuration")
-        response = self._get(
-            f"/v2/{repository}/blobs/{config['digest']}", self._pull(repository)
-        )
+        response = self._get(f"/v2/{repository}/blobs/{config['digest']}", self._pull(repository))
         if response.status_code != 200:
             raise RegistryError(f"config blob of {repository}: HTTP {response.status_code}")
         return response.json()
@@ -164,7 +162,11 @@ def read_cog_image(client: RegistryClient, repository: str, digest: str) -> CogI
 def _model_for(repository: str) -> Model | None:
     owner_name, _, model_name = repository.partition("/")
     account = Account.objects.filter(username=owner_name).first()
-    if account is None or not model_name or "/" in model_name:
+    hardware = (
+        Hardware.objects.filter(sku="cpu").first()
+        or Hardware.objects.order_by("price_per_second").first()
+    )
+    if account is None or hardware is None or not model_name or "/" in model_name:
         return None
     model, _ = Model.objects.get_or_create(
         owner=account,
@@ -172,8 +174,7 @@ def _model_for(repository: str) -> Model | None:
         # A model created by its first push starts private: its owner publishes it.
         defaults={
             "visibility": Model.Visibility.PRIVATE,
-            "default_hardware": Hardware.objects.filter(sku="cpu").first()
-            or Hardware.objects.order_by("price_per_second").first(),
+            "default_hardware": hardware,
         },
     )
     return model

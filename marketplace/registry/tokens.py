@@ -33,7 +33,9 @@ from marketplace.registry.keys import signing_key
 
 ROBOT_USERNAME = "marketplace-agent"
 _ROBOT_SALT = "marketplace.registry.robot"
-_SCOPE = re.compile(r"^(?P<type>[a-z0-9]+)(?:\((?P<class>[a-z0-9]+)\))?:(?P<name>.+):(?P<actions>[a-z*,]*)$")
+_SCOPE = re.compile(
+    r"^(?P<type>[a-z0-9]+)(?:\((?P<class>[a-z0-9]+)\))?:(?P<name>.+):(?P<actions>[a-z*,]*)$"
+)
 
 
 @dataclass
@@ -61,9 +63,12 @@ def robot_password(host_name: str = "") -> str:
 
 def notify_secret() -> str:
     """The shared secret the registry sends with its notifications."""
-    return settings.REGISTRY_NOTIFY_SECRET or hmac.new(
-        settings.SECRET_KEY.encode(), b"registry-notifications", hashlib.sha256
-    ).hexdigest()
+    return (
+        settings.REGISTRY_NOTIFY_SECRET
+        or hmac.new(
+            settings.SECRET_KEY.encode(), b"registry-notifications", hashlib.sha256
+        ).hexdigest()
+    )
 
 
 def authenticate_basic(username: str, password: str) -> Principal | None:

@@ -6,32 +6,70 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('catalog', '0003_collections_featured_hidden_prices'),
+        ("catalog", "0003_collections_featured_hidden_prices"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ImagePush',
+            name="ImagePush",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('repository', models.CharField(max_length=255)),
-                ('digest', models.CharField(max_length=80)),
-                ('tag', models.CharField(blank=True, max_length=128)),
-                ('outcome', models.CharField(choices=[('published', 'Published'), ('rejected', 'Rejected')], max_length=16)),
-                ('reason', models.TextField(blank=True)),
-                ('pushed_by', models.CharField(blank=True, max_length=150)),
-                ('event_id', models.CharField(blank=True, max_length=64)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('model', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='image_pushes', to='catalog.model')),
-                ('version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='catalog.version')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("repository", models.CharField(max_length=255)),
+                ("digest", models.CharField(max_length=80)),
+                ("tag", models.CharField(blank=True, max_length=128)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[("published", "Published"), ("rejected", "Rejected")],
+                        max_length=16,
+                    ),
+                ),
+                ("reason", models.TextField(blank=True)),
+                ("pushed_by", models.CharField(blank=True, max_length=150)),
+                ("event_id", models.CharField(blank=True, max_length=64)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "model",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="image_pushes",
+                        to="catalog.model",
+                    ),
+                ),
+                (
+                    "version",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="catalog.version",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['model', '-created_at'], name='registry_im_model_i_d8e57a_idx')],
-                'constraints': [models.UniqueConstraint(models.F('repository'), models.F('digest'), name='imagepush_repository_digest')],
+                "indexes": [
+                    models.Index(
+                        fields=["model", "-created_at"], name="registry_im_model_i_d8e57a_idx"
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        models.F("repository"),
+                        models.F("digest"),
+                        name="imagepush_repository_digest",
+                    )
+                ],
             },
         ),
     ]

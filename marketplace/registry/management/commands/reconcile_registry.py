@@ -19,5 +19,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         records = reconcile(options["repositories"] or None)
         for record in records:
-            self.stdout.write(f"{record.repository}@{record.digest}: {record.outcome} {record.reason}")
+            self.stdout.write(
+                f"{record.repository}@{record.digest}: {record.outcome} {record.reason}"
+            )
         self.stdout.write(f"{len(records)} new push(es) recorded")

@@ -63,4 +63,4 @@ class Command(BaseCommand):
         path = state_dir / "config.yml"
         path.write_text(config)
         path.chmod(0o600)
-        os.execv(binary, [binary, "serve", str(path)])
+        os.execv(binary, [binary, "serve", str(path)])  # noqa: S606 — becomes the registry
