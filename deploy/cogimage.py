@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COG_VERSION = "0.23.1"
 SUITE = "bookworm"
 MIRROR = os.environ.get("DEBOOTSTRAP_MIRROR", "http://deb.debian.org/debian")
-PACKAGES = ("python3", "tini")
+PACKAGES = ("python3", "tini", "ca-certificates")  # coglet's HTTP client needs CA roots
 RECIPE = "2"  # bump when the recipe below changes in a way the inputs don't show
 BASE_REPOSITORY = "marketplace-test/cog-base"
 

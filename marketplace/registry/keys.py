@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import fcntl
 import functools
 import os
 import threading
@@ -84,7 +85,13 @@ def _paths() -> tuple[Path, Path]:
     if key_file and cert_file:
         return Path(key_file), Path(cert_file)
     key_path, cert_path = _generated_paths()
-    with _lock:
+    if key_path.exists() and cert_path.exists():
+        return key_path, cert_path
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    # The web server, the agents and `manage.py registry` may all get here first: one of them
+    # generates, under a lock file, and the others read its key.
+    with _lock, open(key_path.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if not (key_path.exists() and cert_path.exists()):
             _generate(key_path, cert_path)
     return key_path, cert_path
