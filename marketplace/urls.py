@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from marketplace.catalog import views as catalog
+from marketplace.deployments import views as deployments
 from marketplace.predictions import views as predictions
 
 urlpatterns = [
@@ -10,5 +11,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("marketplace.api.urls")),
     path("registry/", include("marketplace.registry.urls")),
+    path("ops/hosts/", deployments.hosts, name="ops-hosts"),
     path("files/<path:name>", predictions.serve_file, name="file"),
 ]

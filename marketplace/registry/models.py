@@ -43,3 +43,14 @@ class ImagePush(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repository}@{self.digest[:19]} ({self.outcome})"
+
+    @classmethod
+    def refused_since_last_version(cls, model: Model) -> list[ImagePush]:
+        """Pushes of ``model`` that did not become versions and are newer than its latest
+        version: what its owner should be told on the model page (see
+        ``templates/registry/refused_pushes.html``)."""
+        pushes = cls.objects.filter(model=model, outcome=cls.Outcome.REJECTED)
+        latest = model.versions.order_by("-created_at").values_list("created_at", flat=True)
+        if latest:
+            pushes = pushes.filter(created_at__gt=latest[0])
+        return list(pushes.order_by("-created_at")[:5])
