@@ -189,6 +189,9 @@ class Agent:
             runner.stopping.set()
         for runner in runners:
             runner.join()
+        if self.host is not None:
+            # A clean stop: the host is down on purpose, nothing for the reconciler to write off.
+            Host.objects.filter(pk=self.host.pk).update(down_at=timezone.now())
         self.hooks.stop()
         connection.close()
 

@@ -20,13 +20,13 @@ def _queue_depths() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         {"sku": sku, "depth": queues.hardware_queue(sku).count}
         for sku in Hardware.objects.order_by("sku").values_list("sku", flat=True)
     ]
-    versions = []
+    versions: list[dict[str, Any]] = []
     prefix = "rq:queue:version:"
     for key in conn.scan_iter(match=f"{prefix}*", count=500):
         depth = int(conn.llen(key))
         if depth:
             versions.append({"version": as_text(key)[len(prefix) :], "depth": depth})
-    versions.sort(key=lambda v: -v["depth"])
+    versions.sort(key=lambda v: v["depth"], reverse=True)
     return [h for h in hardware if h["depth"]], versions
 
 
