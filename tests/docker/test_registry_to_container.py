@@ -182,8 +182,13 @@ def test_killed_container_fails_its_prediction_and_the_next_one_gets_a_fresh_con
     assert failed.status == Prediction.Status.FAILED
     assert "model server stopped unexpectedly" in failed.error
     assert "exit code 137" in failed.error
-    dead = Instance.objects.get(pk=running.instance_id)
-    assert dead.state == Instance.State.FAILED
+    dead = wait_for(
+        lambda: Instance.objects.filter(
+            pk=running.instance_id, state=Instance.State.FAILED
+        ).first(),
+        timeout=30,
+        message="the dead instance to be marked failed",
+    )
 
     response = api.post(
         "/v1/predictions",
