@@ -10,7 +10,7 @@ export DEBUG ?= 1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test lint format migrations-check seed install clean bench
+.PHONY: run test lint format migrations-check seed install clean bench registry
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ format: $(STAMP)
 
 migrations-check: $(STAMP)
 	$(PY) manage.py makemigrations --check --dry-run
+
+# The image registry for development (docker-registry; token auth against `make run`'s web server).
+registry: $(STAMP)
+	$(PY) manage.py registry
 
 bench: $(STAMP)
 	$(PY) bench/overhead.py

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "marketplace.predictions",
     "marketplace.deployments",
     "marketplace.api",
+    "marketplace.registry",
 ]
 
 MIDDLEWARE = [
@@ -223,6 +224,34 @@ AGENT_LISTEN_HOST = envstr("AGENT_LISTEN_HOST") or "127.0.0.1"
 AGENT_LISTEN_PORT = envint("AGENT_LISTEN_PORT", 0, minimum=0)
 AGENT_CALLBACK_HOST = envstr("AGENT_CALLBACK_HOST") or AGENT_LISTEN_HOST
 AGENT_HEARTBEAT_SECONDS = envfloat("AGENT_HEARTBEAT_SECONDS", 2.0, minimum=0.1)
+# GPUs this agent may hand out (indices or GPU-uuids); unset: every GPU nvidia-smi lists, if any.
+AGENT_GPUS = envlist("AGENT_GPUS", "")
+# Docker runtime: "host" networking (Cog on a loopback port) or a Docker network name whose
+# containers get port 5000 published on DOCKER_PUBLISH_HOST.
+DOCKER_NETWORK = envstr("DOCKER_NETWORK") or "host"
+DOCKER_PUBLISH_HOST = envstr("DOCKER_PUBLISH_HOST") or "127.0.0.1"
+
+# --- Image registry (docker-registry with token auth delegated to /registry/token) --------------
+# host[:port] people `docker login` / `docker push` to, and the prefix of every version's image.
+REGISTRY_HOST = envstr("REGISTRY_HOST") or "127.0.0.1:5001"
+# How the platform itself reaches the registry's HTTP API.
+REGISTRY_URL = (envstr("REGISTRY_URL") or f"http://{REGISTRY_HOST}").rstrip("/")
+# Where `manage.py registry` listens and keeps images (filesystem storage).
+REGISTRY_LISTEN = envstr("REGISTRY_LISTEN") or "127.0.0.1:5001"
+REGISTRY_STORAGE_DIR = envstr("REGISTRY_STORAGE_DIR") or str(VAR_DIR / "registry" / "storage")
+# The base URL of this site as the registry and Docker clients reach it (token realm, events).
+REGISTRY_TOKEN_REALM_BASE = (envstr("REGISTRY_TOKEN_REALM_BASE") or "").rstrip("/")
+# Token "aud"/"iss"; must match the registry's auth.token.service/issuer.
+REGISTRY_SERVICE = envstr("REGISTRY_SERVICE") or "marketplace-registry"
+REGISTRY_TOKEN_ISSUER = envstr("REGISTRY_TOKEN_ISSUER") or "marketplace"
+REGISTRY_TOKEN_TTL = envint("REGISTRY_TOKEN_TTL", 300, minimum=60)
+# PEM signing key and certificate chain for tokens; unset: generated under VAR_DIR/registry-certs.
+REGISTRY_TOKEN_KEY_FILE = envstr("REGISTRY_TOKEN_KEY_FILE") or ""
+REGISTRY_TOKEN_CERT_FILE = envstr("REGISTRY_TOKEN_CERT_FILE") or ""
+# Shared secret the registry sends with notifications; unset: derived from SECRET_KEY.
+REGISTRY_NOTIFY_SECRET = envstr("REGISTRY_NOTIFY_SECRET") or ""
+# Seconds an agent's pull credential stays valid.
+REGISTRY_ROBOT_TTL = envint("REGISTRY_ROBOT_TTL", 600, minimum=60)
 
 LOGGING = {
     "version": 1,

@@ -1,12 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from marketplace.deployments import views as deployments
 from marketplace.predictions import views as predictions
 
 urlpatterns = [
     path("admin/django-rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("v1/", include("marketplace.api.urls")),
+    path("registry/", include("marketplace.registry.urls")),
+    path("ops/hosts/", deployments.hosts, name="ops-hosts"),
     path("files/<path:name>", predictions.serve_file, name="file"),
     # The site: explore, model pages, playground, predictions, accounts (last: /<owner>/<name>).
     path("", include("marketplace.web.urls")),

@@ -9,8 +9,12 @@ host left behind and fails the predictions that run had in flight.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
+import shutil
+import subprocess
 import threading
 from contextvars import ContextVar
 
@@ -22,6 +26,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from marketplace.catalog.models import Hardware, Version
+from marketplace.deployments import services as deployments
 from marketplace.deployments.models import Host, Instance
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import Outcome, prediction_finish
@@ -41,7 +46,39 @@ def runtime_for(name: str) -> Runtime:
         from workers.runtimes.local import LocalRuntime
 
         return LocalRuntime()
-    raise ValueError(f"Unknown runtime {name!r} (available: local)")
+    if name == "docker":
+        from workers.runtimes.docker import DockerRuntime
+
+        return DockerRuntime()
+    raise ValueError(f"Unknown runtime {name!r} (available: local, docker)")
+
+
+def detect_gpus(wanted: list[str] | None = None) -> list[dict[str, object]]:
+    """The GPUs this agent may hand out: from ``nvidia-smi`` when present, else from ``wanted``.
+
+    ``wanted`` (``--gpus 0,1``) restricts nvidia-smi's list to those indices or UUIDs; without
+    nvidia-smi it is the inventory itself (device ids passed to Docker as given).
+    """
+    wanted = [w.strip() for w in wanted or [] if w.strip()]
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return [
+            {"index": int(w), "uuid": ""} if w.isdigit() else {"index": None, "uuid": w}
+            for w in wanted
+        ]
+    out = subprocess.run(
+        [smi, "--query-gpu=index,uuid,name,memory.total", "--format=csv,noheader,nounits"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    gpus: list[dict[str, object]] = []
+    for row in csv.reader(io.StringIO(out)):
+        if len(row) < 4:
+            continue
+        index, uuid, name, memory = (c.strip() for c in row[:4])
+        if wanted and index not in wanted and uuid not in wanted:
+            continue
+        gpus.append({"index": int(index), "uuid": uuid, "name": name, "memory_mb": int(memory)})
+    return gpus
 
 
 class Agent:
@@ -53,6 +90,7 @@ class Agent:
         hardware: list[str] | None = None,
         max_instances: int | None = None,
         idle_timeout: float | None = None,
+        gpus: list[str] | None = None,
     ):
         self.runtime = runtime or runtime_for(settings.AGENT_RUNTIME)
         self.host_name = host_name or settings.AGENT_HOST_NAME
@@ -65,6 +103,8 @@ class Agent:
         self.runners: set[InstanceRunner] = set()
         self._runners_lock = threading.Lock()
         self.host: Host | None = None
+        self.gpus = detect_gpus(gpus if gpus is not None else list(settings.AGENT_GPUS))
+        self._beats = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -74,10 +114,11 @@ class Agent:
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         heartbeat.start()
         logger.info(
-            "agent %s ready: runtime=%s hardware=%s max_instances=%s callbacks=%s",
+            "agent %s ready: runtime=%s hardware=%s gpus=%s max_instances=%s callbacks=%s",
             self.host_name,
             self.runtime.name,
             ",".join(self.hardware_skus),
+            ",".join(self.host.gpu_device_ids) or "none",
             self.max_instances,
             self.callback_base,
         )
@@ -98,6 +139,8 @@ class Agent:
                 "agent_pid": os.getpid(),
                 "started_at": timezone.now(),
                 "last_heartbeat_at": timezone.now(),
+                "gpus": self.gpus,
+                "down_at": None,
             },
         )
         host.hardware.set(Hardware.objects.filter(sku__in=self.hardware_skus))
@@ -146,16 +189,32 @@ class Agent:
             runner.stopping.set()
         for runner in runners:
             runner.join()
+        if self.host is not None:
+            # A clean stop: the host is down on purpose, nothing for the reconciler to write off.
+            Host.objects.filter(pk=self.host.pk).update(down_at=timezone.now())
         self.hooks.stop()
         connection.close()
 
     # --- work --------------------------------------------------------------------------------
     def _control_loop(self) -> None:
         conn = get_redis()
-        keys = [queues.hardware_queue(sku).key for sku in self.hardware_skus]
+        assert self.host is not None
+        gpu_need = dict(
+            Hardware.objects.filter(sku__in=self.hardware_skus).values_list("sku", "gpu_count")
+        )
         while not self.stopping.is_set():
             if self.active_runner_count() >= self.max_instances:
                 self.stopping.wait(0.1)
+                continue
+            # Only take start requests this host can serve now: GPUs are the scarce part.
+            free = len(deployments.free_gpu_ids(self.host)) if self.host.gpus else 0
+            keys = [
+                queues.hardware_queue(sku).key
+                for sku in self.hardware_skus
+                if gpu_need.get(sku, 0) <= free
+            ]
+            if not keys:
+                self.stopping.wait(0.2)
                 continue
             try:
                 item = conn.blpop(keys, timeout=1)
@@ -196,13 +255,18 @@ class Agent:
             queues.clear_start_request(version_id)
             return
         assert self.host is not None
-        instance = Instance.objects.create(
+        instance = deployments.instance_create(
             host=self.host,
             version=version,
             hardware=Hardware.objects.get(sku=sku),
             runtime=self.runtime.name,
-            slots=version.concurrency,
         )
+        if instance is None:
+            # Another start took the GPUs meanwhile: hand the request back for any host.
+            logger.info("no free GPUs for %s on %s; request requeued", sku, self.host_name)
+            queues.request_instance(version_id, sku, force=True)
+            self.stopping.wait(0.2)
+            return
         runner = InstanceRunner(self, instance, version)
         with self._runners_lock:
             self.runners.add(runner)
@@ -225,6 +289,10 @@ class Agent:
                     ready = [r for r in self.runners if r.is_ready]
                 for runner in ready:
                     queues.register_instance(runner.version.pk, runner.instance.pk)
+                self._beats += 1
+                if self._beats % 5 == 0:
+                    # Any live agent writes off hosts whose agents went silent.
+                    deployments.reconcile_down_hosts()
             except Exception:
                 logger.exception("heartbeat failed")
         connection.close()

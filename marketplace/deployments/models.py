@@ -23,6 +23,9 @@ class Host(models.Model):
     agent_pid = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Set when the host stopped heartbeating and its instances were written off; cleared when
+    # its agent registers again.
+    down_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.name
@@ -33,6 +36,11 @@ class Host(models.Model):
             return False
         grace = timedelta(seconds=max(10.0, settings.AGENT_HEARTBEAT_SECONDS * 5))
         return timezone.now() - self.last_heartbeat_at < grace
+
+    @property
+    def gpu_device_ids(self) -> list[str]:
+        """The ids the platform hands to Docker: the GPU's UUID when known, else its index."""
+        return [str(gpu.get("uuid") or gpu.get("index")) for gpu in self.gpus]
 
 
 class Instance(models.Model):

@@ -24,7 +24,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--idle-timeout", type=float, help="Seconds before an idle instance stops"
         )
-        parser.add_argument("--runtime", help="local (default: AGENT_RUNTIME)")
+        parser.add_argument("--runtime", help="local or docker (default: AGENT_RUNTIME)")
+        parser.add_argument(
+            "--sku", dest="hardware", help="Alias of --hardware: the hardware SKU(s) this host has"
+        )
+        parser.add_argument(
+            "--gpus",
+            help="Comma-separated GPU indices or UUIDs this agent may use (default: AGENT_GPUS, "
+            "else every GPU nvidia-smi lists)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         agent = Agent(
@@ -35,6 +43,7 @@ class Command(BaseCommand):
             else None,
             max_instances=options["max_instances"],
             idle_timeout=options["idle_timeout"],
+            gpus=options["gpus"].split(",") if options["gpus"] else None,
         )
 
         def _stop(signum: int, frame: Any) -> None:

@@ -1,0 +1,136 @@
+"""Host bookkeeping: GPU allocation for new instances, and writing off hosts that went silent.
+
+GPUs: a host's inventory is ``Host.gpus`` (reported by its agent); a GPU is in use while a live
+instance (starting, ready, stopping) on that host lists it in ``gpu_device_ids``. Allocation takes
+the host row's lock, so concurrent starts — several threads of one agent, or a second agent
+process for the same host — are serialised and never hand out a device twice. Stopping or failing
+an instance frees its GPUs by taking it out of the live states; nothing else to release.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from marketplace.catalog.models import Hardware, Version
+from marketplace.deployments.models import Host, Instance
+from marketplace.predictions.models import Prediction
+from marketplace.predictions.services import Outcome, prediction_finish
+
+logger = logging.getLogger(__name__)
+
+
+def used_gpu_ids(host: Host) -> set[str]:
+    used: set[str] = set()
+    for ids in Instance.objects.filter(host=host, state__in=Instance.LIVE).values_list(
+        "gpu_device_ids", flat=True
+    ):
+        used.update(str(i) for i in ids or [])
+    return used
+
+
+def free_gpu_ids(host: Host) -> list[str]:
+    used = used_gpu_ids(host)
+    return [device for device in host.gpu_device_ids if device not in used]
+
+
+def instance_create(
+    *, host: Host, version: Version, hardware: Hardware, runtime: str
+) -> Instance | None:
+    """Create a starting instance with the GPUs its hardware needs; None if too few are free."""
+    with transaction.atomic():
+        locked = Host.objects.select_for_update().get(pk=host.pk)
+        devices: list[str] = []
+        if hardware.gpu_count:
+            free = free_gpu_ids(locked)
+            if len(free) < hardware.gpu_count:
+                return None
+            devices = free[: hardware.gpu_count]
+        return Instance.objects.create(
+            host=locked,
+            version=version,
+            hardware=hardware,
+            runtime=runtime,
+            slots=version.concurrency,
+            gpu_device_ids=devices,
+        )
+
+
+def heartbeat_grace() -> timedelta:
+    return timedelta(seconds=max(10.0, settings.AGENT_HEARTBEAT_SECONDS * 5))
+
+
+@dataclass
+class DownHost:
+    host: Host
+    failed: list[str]
+    requeued_versions: list[str]
+
+
+def reconcile_down_hosts() -> list[DownHost]:
+    """Mark hosts whose agent stopped heartbeating as down and clean up after them.
+
+    Predictions that were running there end ``failed`` with the reason; queued predictions of the
+    versions those instances served stay queued and get a new start request, so another host
+    picks them up. Safe to run from several places at once (each host is taken under its lock).
+    """
+    from workers import queues
+
+    cutoff = timezone.now() - heartbeat_grace()
+    results = []
+    for host_id in Host.objects.filter(
+        down_at__isnull=True, last_heartbeat_at__lt=cutoff
+    ).values_list("pk", flat=True):
+        with transaction.atomic():
+            host = (
+                Host.objects.select_for_update(skip_locked=True)
+                .filter(pk=host_id, down_at__isnull=True, last_heartbeat_at__lt=cutoff)
+                .first()
+            )
+            if host is None:
+                continue
+            host.down_at = timezone.now()
+            host.save(update_fields=["down_at"])
+            instances = list(
+                Instance.objects.filter(host=host, state__in=Instance.LIVE).select_related(
+                    "hardware"
+                )
+            )
+            Instance.objects.filter(pk__in=[i.pk for i in instances]).update(
+                state=Instance.State.FAILED,
+                stopped_at=timezone.now(),
+                stop_reason="host down: its agent stopped heartbeating",
+            )
+        last_seen = host.last_heartbeat_at.isoformat() if host.last_heartbeat_at else "never"
+        error = (
+            f"The host {host.name} running this prediction stopped responding "
+            f"(last heartbeat {last_seen}); the prediction was lost. Create it again."
+        )
+        failed = []
+        for prediction_id in Prediction.objects.filter(
+            instance__in=instances, status=Prediction.Status.PROCESSING
+        ).values_list("pk", flat=True):
+            if prediction_finish(prediction_id, Outcome(Prediction.Status.FAILED, error=error)):
+                failed.append(prediction_id)
+        requeued = []
+        for instance in instances:
+            queues.deregister_instance(instance.version_id, instance.pk)
+        for version_id, sku in {(i.version_id, i.hardware.sku) for i in instances}:
+            # The dead agent may have held this version's start request: ask again.
+            queues.clear_start_request(version_id)
+            if queues.queue_length(version_id) > 0:
+                queues.ensure_instance(version_id, sku)
+                requeued.append(version_id)
+        logger.warning(
+            "host %s is down: %d instance(s) written off, %d prediction(s) failed",
+            host.name,
+            len(instances),
+            len(failed),
+        )
+        results.append(DownHost(host, failed, requeued))
+    return results
