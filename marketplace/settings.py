@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "marketplace.predictions",
     "marketplace.deployments",
     "marketplace.api",
+    "marketplace.billing",
 ]
 
 MIDDLEWARE = [
@@ -209,6 +210,25 @@ AGENT_LISTEN_HOST = envstr("AGENT_LISTEN_HOST") or "127.0.0.1"
 AGENT_LISTEN_PORT = envint("AGENT_LISTEN_PORT", 0, minimum=0)
 AGENT_CALLBACK_HOST = envstr("AGENT_CALLBACK_HOST") or AGENT_LISTEN_HOST
 AGENT_HEARTBEAT_SECONDS = envfloat("AGENT_HEARTBEAT_SECONDS", 2.0, minimum=0.1)
+
+# --- Billing (marketplace/billing) -------------------------------------------------------------
+# Without STRIPE_SECRET_KEY the ledger, credits and caps still work; nothing is charged.
+STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY") or ""
+STRIPE_WEBHOOK_SECRET = envstr("STRIPE_WEBHOOK_SECRET") or ""
+STRIPE_API_BASE = (envstr("STRIPE_API_BASE") or "https://api.stripe.com").rstrip("/")
+STRIPE_MAX_NETWORK_RETRIES = envint("STRIPE_MAX_NETWORK_RETRIES", 2, minimum=0)
+BILLING_CURRENCY = (envstr("BILLING_CURRENCY") or "usd").lower()
+# New accounts: "postpaid" (invoiced monthly; needs a card once Stripe is configured) or
+# "prepaid" (runs only what bought or granted credit covers).
+BILLING_DEFAULT_MODE = envstr("BILLING_DEFAULT_MODE") or "postpaid"
+if BILLING_DEFAULT_MODE not in ("postpaid", "prepaid"):
+    raise ImproperlyConfigured("BILLING_DEFAULT_MODE must be postpaid or prepaid")
+# Per-output-item prices reserve (and bill at most) this many items per prediction.
+BILLING_MAX_OUTPUT_ITEMS = envint("BILLING_MAX_OUTPUT_ITEMS", 10, minimum=1)
+# Credit packs (whole dollars) offered on the billing page.
+BILLING_CREDIT_AMOUNTS = envlist("BILLING_CREDIT_AMOUNTS", "10,25,100")
+if not all(a.isdigit() and int(a) > 0 for a in BILLING_CREDIT_AMOUNTS):
+    raise ImproperlyConfigured("BILLING_CREDIT_AMOUNTS must be whole dollar amounts, e.g. 10,25")
 
 LOGGING = {
     "version": 1,

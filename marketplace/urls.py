@@ -9,5 +9,6 @@ urlpatterns = [
     path("admin/django-rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("v1/", include("marketplace.api.urls")),
+    path("billing/", include("marketplace.billing.urls")),
     path("files/<path:name>", predictions.serve_file, name="file"),
 ]
