@@ -39,10 +39,10 @@ class BalanceApi(APIView):
             {
                 "currency": "usd",
                 "mode": billing.mode,
-                "credit_balance": str(billing.credit_balance),
-                "reserved": str(services.reserved(billing)),
-                "available_credit": str(services.available_credit(billing)),
-                "month_spend": str(services.month_spend(billing)),
+                "credit_balance": str(pricing.money(billing.credit_balance)),
+                "reserved": str(pricing.money(services.reserved(billing))),
+                "available_credit": str(pricing.money(services.available_credit(billing))),
+                "month_spend": str(pricing.money(services.month_spend(billing))),
                 "monthly_cap": None if billing.monthly_cap is None else str(billing.monthly_cap),
                 "payment_blocked": bool(billing.payment_failed_invoice),
             }
