@@ -29,7 +29,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-DECLINING = {"pm_card_chargeCustomerFail", "pm_card_visa_chargeDeclined"}
+# Stripe's test payment methods: declined when saved, or saved fine and declined when charged.
+DECLINED_AT_ATTACH = {"pm_card_visa_chargeDeclined"}
+DECLINING = DECLINED_AT_ATTACH | {"pm_card_chargeCustomerFail"}
 API_VERSION = "2026-10-28.endive"
 
 
@@ -232,7 +234,7 @@ class State:
         session = self.get("checkout_sessions", session_id)
         if session["status"] != "open":
             raise StripeError(400, "This Checkout session is no longer open.")
-        if payment_method in DECLINING:
+        if payment_method in DECLINED_AT_ATTACH:
             raise StripeError(402, "Your card was declined.", "card_error", code="card_declined")
         self.table("payment_methods")[payment_method] = {
             "id": payment_method,

@@ -44,9 +44,7 @@ def _opts(key: str | None) -> Any:
 
 def construct_event(payload: bytes, signature: str) -> dict[str, Any]:
     """Verify a webhook's signature; raises ``SignatureError`` or ``ValueError``."""
-    event = stripe.Webhook.construct_event(
-        payload, signature, settings.STRIPE_WEBHOOK_SECRET or ""
-    )
+    event = stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET or "")
     return event.to_dict()
 
 
@@ -149,9 +147,13 @@ def checkout_session(session_id: str) -> CheckoutResult:
         customer=str(session.customer or ""),
         amount_total=int(getattr(session, "amount_total", 0) or 0),
         currency=str(getattr(session, "currency", "") or ""),
-        metadata=dict(getattr(session, "metadata", None) or {}),
+        metadata=_plain(getattr(session, "metadata", None)),
         payment_method=str(payment_method) if payment_method else None,
     )
+
+
+def _plain(obj: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in obj.to_dict().items()} if obj else {}
 
 
 def set_default_payment_method(customer: str, payment_method: str) -> None:
@@ -220,9 +222,9 @@ def invoice_finalize(invoice: str, *, run_id: int) -> InvoiceState:
     )
 
 
-def invoice_pay(invoice: str, *, run_id: int) -> InvoiceState:
+def invoice_pay(invoice: str, *, run_id: int, attempt: int) -> InvoiceState:
     try:
-        return _state(client().v1.invoices.pay(invoice, {}, _opts(f"inv-pay-{run_id}")))
+        return _state(client().v1.invoices.pay(invoice, {}, _opts(f"inv-pay-{run_id}-{attempt}")))
     except stripe.CardError as exc:
         raise PaymentDeclined(str(exc.user_message or exc)) from exc
 

@@ -111,8 +111,12 @@ def invoice_run_push(run: InvoiceRun) -> InvoiceRun:
     run.save(update_fields=["status", "hosted_invoice_url"])
     if state.status == "paid":
         return invoice_paid(state.id) or run
+    run.payment_attempts += 1
+    run.save(update_fields=["payment_attempts"])
     try:
-        state = gateway.invoice_pay(run.stripe_invoice_id, run_id=run.pk)
+        state = gateway.invoice_pay(
+            run.stripe_invoice_id, run_id=run.pk, attempt=run.payment_attempts
+        )
     except gateway.PaymentDeclined as exc:
         invoice_payment_failed(run.stripe_invoice_id, str(exc))
         run.refresh_from_db()
@@ -131,9 +135,9 @@ def invoice_paid(invoice_id: str) -> InvoiceRun | None:
         run.status = Status.PAID
         run.last_error = ""
         run.save(update_fields=["status", "last_error"])
-        BillingAccount.objects.filter(
-            pk=run.billing_id, payment_failed_invoice=invoice_id
-        ).update(payment_failed_invoice="")
+        BillingAccount.objects.filter(pk=run.billing_id, payment_failed_invoice=invoice_id).update(
+            payment_failed_invoice=""
+        )
     return run
 
 
@@ -150,9 +154,32 @@ def invoice_payment_failed(invoice_id: str, reason: str = "") -> InvoiceRun | No
     return run
 
 
+UNFINISHED = [
+    Status.PENDING,
+    Status.INVOICE_CREATED,
+    Status.ITEMS_PUSHED,
+    Status.FINALIZED,
+    Status.PAYMENT_FAILED,
+]
+
+
+def _push(run: InvoiceRun) -> InvoiceRun:
+    try:
+        return invoice_run_push(run)
+    except gateway.StripeError as exc:
+        run.last_error = str(exc.user_message or exc)
+        run.save(update_fields=["last_error"])
+        logger.warning("invoice run %s stopped (%s); it resumes on the next run", run.pk, exc)
+        return run
+
+
 def invoice_period(start: datetime, end: datetime) -> list[InvoiceRun]:
-    """Invoice every postpaid account with unbilled usage in [start, end)."""
-    runs = []
+    """Resume every unfinished run (a failed step, a declined payment), then invoice every
+    postpaid account with unbilled usage in [start, end)."""
+    runs = [
+        _push(run)
+        for run in InvoiceRun.objects.filter(status__in=UNFINISHED).select_related("billing")
+    ]
     billing_ids = (
         UsageEntry.objects.filter(
             invoice_run__isnull=True,
@@ -163,18 +190,8 @@ def invoice_period(start: datetime, end: datetime) -> list[InvoiceRun]:
         .values_list("billing_id", flat=True)
         .distinct()
     )
-    unfinished = InvoiceRun.objects.filter(
-        period_start=start,
-        period_end=end,
-        status__in=[Status.PENDING, Status.INVOICE_CREATED, Status.ITEMS_PUSHED, Status.FINALIZED],
-    ).values_list("billing_id", flat=True)
-    for billing in BillingAccount.objects.filter(pk__in=[*billing_ids, *unfinished]):
+    for billing in BillingAccount.objects.filter(pk__in=list(billing_ids)):
         run = invoice_run_create(billing, start, end)
-        try:
-            run = invoice_run_push(run)
-        except gateway.StripeError as exc:
-            run.last_error = str(exc)
-            run.save(update_fields=["last_error"])
-            logger.exception("invoice run %s stopped; run the command again to resume", run.pk)
-        runs.append(run)
+        if run.status in UNFINISHED and run not in runs:
+            runs.append(_push(run))
     return runs

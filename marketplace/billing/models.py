@@ -91,6 +91,9 @@ class Reservation(models.Model):
     amount = models.DecimalField(**MONEY)
     created_at = models.DateTimeField(default=timezone.now)
 
+    def __str__(self) -> str:
+        return f"hold {self.amount} for {self.prediction_id}"
+
 
 class InvoiceRun(models.Model):
     """One postpaid invoice for one account and period, pushed to Stripe step by step.
@@ -116,6 +119,8 @@ class InvoiceRun(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     stripe_invoice_id = models.CharField(max_length=255, blank=True)
     hosted_invoice_url = models.URLField(max_length=2000, blank=True)
+    # Each payment attempt has its own idempotency key (Stripe replays a declined one).
+    payment_attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -145,6 +150,9 @@ class InvoiceLine(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.description
 
 
 class UsageEntry(models.Model):

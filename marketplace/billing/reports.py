@@ -15,7 +15,7 @@ from django.utils import timezone
 from marketplace.accounts.models import Account
 from marketplace.billing.models import BillingAccount, UsageEntry
 
-# Colour-blind-safe palette (Okabe–Ito), then grey for "other".
+# Colour-blind-safe palette (Okabe-Ito), then grey for "other".
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442"]
 OTHER = "#999999"
 

@@ -203,9 +203,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     if not settings.STRIPE_WEBHOOK_SECRET:
         return HttpResponse("Stripe webhooks are not configured", status=400)
     try:
-        event, created = event_receive(
-            request.body, request.headers.get("Stripe-Signature", "")
-        )
+        _, created = event_receive(request.body, request.headers.get("Stripe-Signature", ""))
     except (gateway.SignatureError, ValueError, KeyError):
         return HttpResponse("Invalid signature or payload", status=400)
     return HttpResponse("ok" if created else "duplicate", status=200)

@@ -26,8 +26,8 @@ class StripeServer:
         self.url = f"http://127.0.0.1:{port}"
         self.process = process
 
-    def control(self, path: str, **data: str) -> Any:
-        if data:
+    def control(self, path: str, method: str = "", **data: str) -> Any:
+        if data or method == "POST":
             response = httpx.post(f"{self.url}/_test/{path}", data=data, timeout=60)
         else:
             response = httpx.get(f"{self.url}/_test/{path}", timeout=60)

@@ -59,13 +59,13 @@ def test_per_second_prediction_writes_one_exact_entry_and_cost(user: Any, settin
     version = priced(user, per_second="0.000725")
     prediction = create(version, user)
     hold = Reservation.objects.get(prediction=prediction)
-    assert hold.amount == D("0.072500")  # 100 s × $0.000725
+    assert hold.amount == D("0.072500")  # 100 s x $0.000725
 
     prediction = run(prediction, 1.2345)
 
     entry = UsageEntry.objects.get(prediction=prediction)
     assert entry.seconds == D("1.235")  # milliseconds, half up
-    assert entry.amount == D("0.000895")  # 1.235 × 0.000725 = 0.000895375 → 6 places half up
+    assert entry.amount == D("0.000895")  # 1.235 x 0.000725 = 0.000895375 → 6 places half up
     assert prediction.cost == entry.amount
     assert entry.model_id == version.model_id and entry.hardware.sku == "cpu"
     assert not Reservation.objects.filter(prediction=prediction).exists()
@@ -92,9 +92,7 @@ def test_input_error_reserves_and_bills_nothing(user: Any) -> None:
     version = priced(user)
     prepaid(user, "1")
     with pytest.raises(InputValidationError):
-        prediction_create(
-            version=version, input={"nope": 1}, account=user.account, created_by=user
-        )
+        prediction_create(version=version, input={"nope": 1}, account=user.account, created_by=user)
     assert not Prediction.objects.exists() and not Reservation.objects.exists()
 
 
@@ -161,7 +159,7 @@ def test_account_monthly_cap_counts_spend_and_running_predictions(user: Any, set
     services.caps_update(user.account, D("0.24"))
     run(create(version, user), 5)  # spent 0.05
     create(version, user)  # holds 0.10
-    with pytest.raises(PaymentRequired, match="monthly spend cap of \\$0.24"):
+    with pytest.raises(PaymentRequired, match=r"monthly spend cap of \$0.24"):
         create(version, user)  # 0.05 + 0.10 + 0.10 > 0.24
 
 
@@ -223,7 +221,9 @@ def test_quote_api_owner_and_outsider(user: Any, api: Any, outsider_api: Any) ->
     version = priced(user, per_second="0.001")
     response = api.get("/v1/billing/quote", {"version": "alice/hello"})
     assert response.status_code == 200
-    assert response.json()["max_cost"] == str(pricing.worst_case(version, version.model.default_hardware))
+    assert response.json()["max_cost"] == str(
+        pricing.worst_case(version, version.model.default_hardware)
+    )
     assert outsider_api.get("/v1/billing/quote", {"version": version.id}).status_code == 200
     version.model.visibility = "private"
     version.model.save()

@@ -37,9 +37,7 @@ class Command(BaseCommand):
             start, end = this_month, datetime.now(UTC)
         elif options["month"]:
             start = _month(options["month"])
-            end = datetime(
-                start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC
-            )
+            end = datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
         else:
             end = this_month
             start = datetime(end.year - (end.month == 1), (end.month - 2) % 12 + 1, 1, tzinfo=UTC)
