@@ -58,7 +58,12 @@ class Oracle:
     """The billing rules, restated."""
 
     def __init__(self, per_second: Decimal, flat: Decimal, per_item: bool, prepaid: bool):
-        self.per_second, self.flat, self.per_item, self.prepaid = per_second, flat, per_item, prepaid
+        self.per_second, self.flat, self.per_item, self.prepaid = (
+            per_second,
+            flat,
+            per_item,
+            prepaid,
+        )
         self.balance = D(0)
         self.spent = D(0)
         self.token_spent = D(0)
