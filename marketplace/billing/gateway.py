@@ -74,17 +74,16 @@ def ensure_customer(billing: BillingAccount) -> str:
 
 def setup_session(billing: BillingAccount, *, success_url: str, cancel_url: str) -> str:
     """A Checkout session in setup mode (save a card); returns its URL."""
-    session = client().v1.checkout.sessions.create(
-        {
-            "mode": "setup",
-            "customer": ensure_customer(billing),
-            "currency": settings.BILLING_CURRENCY,
-            "payment_method_types": ["card"],
-            "success_url": success_url,
-            "cancel_url": cancel_url,
-            "metadata": {"account_id": str(billing.account_id), "purpose": "card"},
-        }
-    )
+    params: Any = {
+        "mode": "setup",
+        "customer": ensure_customer(billing),
+        "currency": settings.BILLING_CURRENCY,
+        "payment_method_types": ["card"],
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+        "metadata": {"account_id": str(billing.account_id), "purpose": "card"},
+    }
+    session = client().v1.checkout.sessions.create(params)
     return str(session.url)
 
 

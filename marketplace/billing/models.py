@@ -8,6 +8,7 @@ lines are rounded, once, to integer cents (what Stripe charges).
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -16,7 +17,10 @@ from django.utils import timezone
 from marketplace.accounts.models import Account, ApiToken
 from marketplace.catalog.models import Hardware, Model, Version
 
-MONEY = {"max_digits": 14, "decimal_places": 6}
+
+def money_field(**options: Any) -> models.DecimalField:
+    """US dollars to the micro-dollar (the precision of Prediction.cost)."""
+    return models.DecimalField(max_digits=14, decimal_places=6, **options)
 
 
 class BillingAccount(models.Model):
@@ -33,11 +37,8 @@ class BillingAccount(models.Model):
 
     account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="billing")
     mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.POSTPAID)
-    credit_balance = models.DecimalField(
-        **MONEY, default=Decimal(0), validators=[MinValueValidator(Decimal(0))]
-    )
-    monthly_cap = models.DecimalField(
-        **MONEY,
+    credit_balance = money_field(default=Decimal(0), validators=[MinValueValidator(Decimal(0))])
+    monthly_cap = money_field(
         null=True,
         blank=True,
         validators=[MinValueValidator(Decimal(0))],
@@ -69,7 +70,7 @@ class TokenCap(models.Model):
     """A monthly spend cap on one API token."""
 
     token = models.OneToOneField(ApiToken, on_delete=models.CASCADE, related_name="billing_cap")
-    monthly_cap = models.DecimalField(**MONEY, validators=[MinValueValidator(Decimal(0))])
+    monthly_cap = money_field(validators=[MinValueValidator(Decimal(0))])
 
     def __str__(self) -> str:
         return f"cap {self.monthly_cap} on {self.token}"
@@ -88,7 +89,7 @@ class Reservation(models.Model):
     token = models.ForeignKey(
         ApiToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    amount = models.DecimalField(**MONEY)
+    amount = money_field()
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
@@ -173,10 +174,10 @@ class UsageEntry(models.Model):
     seconds = models.DecimalField(max_digits=12, decimal_places=3)
     price_per_second = models.DecimalField(max_digits=14, decimal_places=8)
     units = models.PositiveIntegerField(default=0)
-    unit_price = models.DecimalField(**MONEY, null=True, blank=True)
-    amount = models.DecimalField(**MONEY)
+    unit_price = money_field(null=True, blank=True)
+    amount = money_field()
     # The part paid from prepaid credit; the rest is invoiced (postpaid).
-    credit_applied = models.DecimalField(**MONEY, default=Decimal(0))
+    credit_applied = money_field(default=Decimal(0))
     invoice_run = models.ForeignKey(
         InvoiceRun, null=True, blank=True, on_delete=models.PROTECT, related_name="entries"
     )
@@ -217,7 +218,7 @@ class CreditGrant(models.Model):
         STAFF = "staff"
 
     billing = models.ForeignKey(BillingAccount, on_delete=models.PROTECT, related_name="grants")
-    amount = models.DecimalField(**MONEY, validators=[MinValueValidator(Decimal("0.000001"))])
+    amount = money_field(validators=[MinValueValidator(Decimal("0.000001"))])
     source = models.CharField(max_length=16, choices=Source.choices)
     reference = models.CharField(max_length=255)
     note = models.CharField(max_length=500, blank=True)

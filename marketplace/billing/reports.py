@@ -72,7 +72,7 @@ def daily_chart(billing: BillingAccount, days: int = 30) -> Chart:
     chart.legend = [(label, colors.get(label, OTHER)) for label in ranked[: len(PALETTE)]]
     if len(ranked) > len(PALETTE):
         chart.legend.append(("other", OTHER))
-    totals = defaultdict(Decimal)
+    totals: dict[date, Decimal] = defaultdict(Decimal)
     for (day, _), amount in cells.items():
         totals[day] += amount
     chart.max_total = max(totals.values(), default=Decimal(0))
@@ -84,9 +84,9 @@ def daily_chart(billing: BillingAccount, days: int = 30) -> Chart:
         y = float(chart.height)
         stack: dict[str, Decimal] = defaultdict(Decimal)
         for label in ranked:
-            amount = cells.get((day, label))
-            if amount:
-                stack[label if label in colors else "other"] += amount
+            cell = cells.get((day, label))
+            if cell:
+                stack[label if label in colors else "other"] += cell
         for label, amount in stack.items():
             h = float(amount / chart.max_total) * chart.height
             y -= h
@@ -105,7 +105,7 @@ def daily_chart(billing: BillingAccount, days: int = 30) -> Chart:
 def usage_of_my_models(account: Account, days: int = 30) -> list[dict[str, Any]]:
     """How much other accounts used the models ``account`` owns."""
     since = timezone.now() - timedelta(days=days)
-    return list(
+    rows: Any = (
         UsageEntry.objects.filter(model__owner=account, created_at__gte=since)
         .filter(~Q(billing__account=account))
         .values("model__name")
@@ -117,3 +117,4 @@ def usage_of_my_models(account: Account, days: int = 30) -> list[dict[str, Any]]
         )
         .order_by("-amount", "model__name")
     )
+    return list(rows)

@@ -35,7 +35,7 @@ def credit_amounts() -> list[int]:
 def billing_page(request: HttpRequest) -> HttpResponse:
     account = _user(request).account
     billing = services.billing_for(account)
-    tokens = list(ApiToken.objects.filter(user=request.user).order_by("created_at"))
+    tokens = list(ApiToken.objects.filter(user=_user(request)).order_by("created_at"))
     caps = dict(TokenCap.objects.filter(token__in=tokens).values_list("token_id", "monthly_cap"))
     context = {
         "billing": billing,

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 from django.db.models import Sum
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from marketplace.accounts.models import ApiToken
