@@ -71,7 +71,7 @@ def prediction_create(
         raise InputValidationError(errors)
     secret_values = {k: normalized[k] for k in version.secret_fields() if k in normalized}
     model = version.model
-    from marketplace.billing import services as billing
+    from marketplace.billing import services as billing  # billing imports PaymentRequired
 
     with transaction.atomic():
         # Raises PaymentRequired; holds the account's billing row until commit.

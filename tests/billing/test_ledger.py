@@ -4,7 +4,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 
 from marketplace.accounts.models import ApiToken
@@ -242,3 +242,17 @@ def test_grant_credits_command_is_idempotent_per_reference(user: Any, capsys: An
     other = UserFactory(username="bob")
     call_command("grant_credits", "bob", "1")
     assert services.billing_for(other.account).credit_balance == D(1)
+
+
+def test_set_price_command(user: Any, capsys: Any) -> None:
+    version = priced(user)
+    call_command("set_price", "alice/hello", "0.02", "--per", "output_item")
+    version.refresh_from_db()
+    assert version.unit_price == D("0.02") and version.price_unit == "output_item"
+    call_command("set_price", "alice/hello", "--clear")
+    call_command("set_price", "--hardware", "cpu", "0.0002")
+    version = Version.objects.select_related("model__default_hardware").get(pk=version.pk)
+    assert version.unit_price is None
+    assert pricing.price_summary(version) == "$0.0002 per second on CPU"
+    with pytest.raises(CommandError, match="price: must be zero or more"):
+        call_command("set_price", "alice/hello", "-1")
