@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import html
 import json
 import re
 import secrets
@@ -433,6 +434,10 @@ class Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         params = self._params()
         state = self.state
+        if path.startswith(("/c/pay/", "/p/session/")):
+            with state.lock:
+                self._hosted_page(method, path, params)
+            return
         if path.startswith("/_test/"):
             with state.lock:
                 try:
@@ -498,6 +503,45 @@ class Handler(BaseHTTPRequestHandler):
             if match and route_method == method:
                 return action(*match.groups())
         raise StripeError(404, f"Unrecognized request URL ({method}: {path}).")
+
+    def _hosted_page(self, method: str, path: str, p: dict[str, Any]) -> None:
+        """Stand-ins for Stripe's hosted Checkout and portal pages (for browser tests)."""
+        match = re.fullmatch(r"/c/pay/(\w+)", path)
+        if match is None:
+            self._html(200, "<h1>Billing portal (test)</h1>")
+            return
+        try:
+            session = self.state.get("checkout_sessions", match.group(1))
+            if method == "POST":
+                self.state.checkout_complete(session["id"], p.get("payment_method", "pm_card_visa"))
+                self.send_response(303)
+                self.send_header("Location", session["success_url"])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+        except StripeError as exc:
+            self._html(exc.status, f"<p role=alert>{html.escape(exc.body['error']['message'])}</p>")
+            return
+        if session["mode"] == "payment":
+            what = f"Pay ${session['amount_total'] / 100:.2f}"
+        else:
+            what = "Save card"
+        self._html(
+            200,
+            f"<h1>Test checkout</h1><form method=post>"
+            f"<label>Card <select name=payment_method><option>pm_card_visa</option>"
+            f"<option>pm_card_chargeCustomerFail</option>"
+            f"<option>pm_card_visa_chargeDeclined</option></select></label>"
+            f"<button type=submit>{what}</button></form>",
+        )
+
+    def _html(self, status: int, body: str) -> None:
+        data = f"<!doctype html><title>Stripe test</title>{body}".encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _session(self, session_id: str, p: dict[str, Any]) -> dict[str, Any]:
         session = dict(self.state.get("checkout_sessions", session_id))

@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from marketplace.accounts.models import ApiToken, User
-from marketplace.billing import gateway, reports, services
+from marketplace.billing import gateway, pricing, reports, services
 from marketplace.billing.models import TokenCap
 from marketplace.billing.webhooks import event_receive
 
@@ -40,9 +40,9 @@ def billing_page(request: HttpRequest) -> HttpResponse:
     context = {
         "billing": billing,
         "stripe_configured": services.stripe_configured(),
-        "reserved": services.reserved(billing),
-        "available": services.available_credit(billing),
-        "month_spend": services.month_spend(billing),
+        "reserved": pricing.money(services.reserved(billing)),
+        "available": pricing.money(services.available_credit(billing)),
+        "month_spend": pricing.money(services.month_spend(billing)),
         "month_start": services.month_start(),
         "chart": reports.daily_chart(billing),
         "usage": reports.entries_since(billing, 30)[:USAGE_ROWS],
