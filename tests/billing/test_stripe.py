@@ -14,8 +14,9 @@ from typing import Any
 import httpx
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
-from marketplace.billing import gateway, services
+from marketplace.billing import gateway, invoicing, services
 from marketplace.billing.models import (
     BillingAccount,
     CreditGrant,
@@ -270,3 +271,31 @@ def test_failed_invoice_payment_blocks_paid_predictions_until_paid(
     billing.refresh_from_db()
     assert billing.payment_failed_invoice == ""
     _create(version, user)
+
+
+def test_an_invoice_whose_total_differs_from_the_ledger_is_not_charged(
+    user: Any, stripe_server: StripeServer, settings: Any, stripe_env: dict[str, str]
+) -> None:
+    settings.STRIPE_SECRET_KEY = ""
+    run(_create(priced(user, per_second="0.01"), user), 5)  # $0.05
+    settings.STRIPE_SECRET_KEY = stripe_env["STRIPE_SECRET_KEY"]
+    billing = _card(user, stripe_server, "pm_card_visa")
+    run_ = invoicing.invoice_run_create(billing, services.month_start(), timezone.now())
+    assert run_.total_cents == 5
+    # An earlier attempt created the invoice, and someone added an item to it by hand.
+    customer = billing.stripe_customer_id
+    invoice = gateway.invoice_create(customer, run_id=run_.pk, description="usage")
+    gateway.invoice_item_create(
+        customer, invoice=invoice, amount_cents=999, description="by hand", line_id=0
+    )
+    InvoiceRun.objects.filter(pk=run_.pk).update(
+        stripe_invoice_id=invoice, status=InvoiceRun.Status.INVOICE_CREATED
+    )
+    run_.refresh_from_db()
+
+    run_ = invoicing.invoice_run_push(run_)
+    assert run_.status == InvoiceRun.Status.MISMATCH
+    assert run_.last_error == "Stripe total 1004 != ledger total 5 cents"
+    paths = [r["path"] for r in stripe_server.control("requests")]
+    assert f"/v1/invoices/{invoice}/finalize" in paths
+    assert f"/v1/invoices/{invoice}/pay" not in paths
