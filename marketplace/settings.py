@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "marketplace.deployments",
     "marketplace.api",
     "marketplace.registry",
+    "marketplace.billing",
 ]
 
 MIDDLEWARE = [
@@ -252,6 +253,25 @@ REGISTRY_TOKEN_CERT_FILE = envstr("REGISTRY_TOKEN_CERT_FILE") or ""
 REGISTRY_NOTIFY_SECRET = envstr("REGISTRY_NOTIFY_SECRET") or ""
 # Seconds an agent's pull credential stays valid.
 REGISTRY_ROBOT_TTL = envint("REGISTRY_ROBOT_TTL", 600, minimum=60)
+
+# --- Billing (marketplace/billing) -------------------------------------------------------------
+# Without STRIPE_SECRET_KEY the ledger, credits and caps still work; nothing is charged.
+STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY") or ""
+STRIPE_WEBHOOK_SECRET = envstr("STRIPE_WEBHOOK_SECRET") or ""
+STRIPE_API_BASE = (envstr("STRIPE_API_BASE") or "https://api.stripe.com").rstrip("/")
+STRIPE_MAX_NETWORK_RETRIES = envint("STRIPE_MAX_NETWORK_RETRIES", 2, minimum=0)
+BILLING_CURRENCY = (envstr("BILLING_CURRENCY") or "usd").lower()
+# New accounts: "postpaid" (invoiced monthly; needs a card once Stripe is configured) or
+# "prepaid" (runs only what bought or granted credit covers).
+BILLING_DEFAULT_MODE = envstr("BILLING_DEFAULT_MODE") or "postpaid"
+if BILLING_DEFAULT_MODE not in ("postpaid", "prepaid"):
+    raise ImproperlyConfigured("BILLING_DEFAULT_MODE must be postpaid or prepaid")
+# Per-output-item prices reserve (and bill at most) this many items per prediction.
+BILLING_MAX_OUTPUT_ITEMS = envint("BILLING_MAX_OUTPUT_ITEMS", 10, minimum=1)
+# Credit packs (whole dollars) offered on the billing page.
+BILLING_CREDIT_AMOUNTS = envlist("BILLING_CREDIT_AMOUNTS", "10,25,100")
+if not all(a.isdigit() and int(a) > 0 for a in BILLING_CREDIT_AMOUNTS):
+    raise ImproperlyConfigured("BILLING_CREDIT_AMOUNTS must be whole dollar amounts, e.g. 10,25")
 
 LOGGING = {
     "version": 1,

@@ -10,6 +10,7 @@ urlpatterns = [
     path("v1/", include("marketplace.api.urls")),
     path("registry/", include("marketplace.registry.urls")),
     path("ops/hosts/", deployments.hosts, name="ops-hosts"),
+    path("billing/", include("marketplace.billing.urls")),
     path("files/<path:name>", predictions.serve_file, name="file"),
     # The site: explore, model pages, playground, predictions, accounts (last: /<owner>/<name>).
     path("", include("marketplace.web.urls")),

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from marketplace.predictions import api as predictions
 
@@ -14,4 +14,5 @@ urlpatterns = [
         predictions.PredictionCancelApi.as_view(),
         name="api-prediction-cancel",
     ),
+    path("", include("marketplace.billing.api_urls")),
 ]

@@ -71,7 +71,11 @@ def prediction_create(
         raise InputValidationError(errors)
     secret_values = {k: normalized[k] for k in version.secret_fields() if k in normalized}
     model = version.model
+    from marketplace.billing import services as billing  # billing imports PaymentRequired
+
     with transaction.atomic():
+        # Raises PaymentRequired; holds the account's billing row until commit.
+        hold = billing.reserve(version=version, account=account, token=created_by_token)
         prediction = Prediction.objects.create(
             model=model,
             version=version,
@@ -85,6 +89,7 @@ def prediction_create(
             webhook_events_filter=webhook_events_filter or [],
             deadline=deadline,
         )
+        hold.attach(prediction)
         Model.objects.filter(pk=model.pk).update(run_count=F("run_count") + 1)
         sealed = seal(secret_values)
         sku = model.default_hardware.sku
@@ -136,6 +141,8 @@ def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
     """Move an active prediction to a terminal status; False if it had already ended."""
     if outcome.status not in Prediction.TERMINAL:
         raise ValueError(f"{outcome.status} is not a terminal status")
+    from marketplace.billing import services as billing
+
     now = timezone.now()
     with transaction.atomic():
         prediction = (
@@ -163,6 +170,7 @@ def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
             prediction.logs = outcome.logs
             update.append("logs")
         prediction.save(update_fields=update)
+        billing.settle(prediction)  # ledger entry, cost, released reservation: same transaction
         transaction.on_commit(
             lambda: events.publish_done(prediction_id, outcome.status, outcome.error)
         )

@@ -1,0 +1,49 @@
+"""``/v1/billing/...``: a price quote for a version, and the caller's balance and spend."""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from marketplace.accounts.models import User
+from marketplace.api.errors import Problem
+from marketplace.billing import pricing, services
+from marketplace.catalog.models import Version
+
+
+def _user(request: Request) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+class QuoteApi(APIView):
+    """``GET /v1/billing/quote?version=owner/name[:id]``: what one prediction costs at most."""
+
+    def get(self, request: Request) -> Response:
+        ref = request.query_params.get("version", "").strip()
+        if not ref:
+            raise Problem(400, "version: required (an id, owner/name or owner/name:id)")
+        version = Version.objects.visible_to(_user(request)).resolve(ref)
+        if version is None:
+            raise Problem(404, "The requested resource could not be found.")
+        return Response(pricing.quote(version))
+
+
+class BalanceApi(APIView):
+    """``GET /v1/billing``: credit balance, reservations and this month's spend."""
+
+    def get(self, request: Request) -> Response:
+        billing = services.billing_for(_user(request).account)
+        return Response(
+            {
+                "currency": "usd",
+                "mode": billing.mode,
+                "credit_balance": str(pricing.money(billing.credit_balance)),
+                "reserved": str(pricing.money(services.reserved(billing))),
+                "available_credit": str(pricing.money(services.available_credit(billing))),
+                "month_spend": str(pricing.money(services.month_spend(billing))),
+                "monthly_cap": None if billing.monthly_cap is None else str(billing.monthly_cap),
+                "payment_blocked": bool(billing.payment_failed_invoice),
+            }
+        )

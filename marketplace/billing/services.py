@@ -1,0 +1,227 @@
+"""Money movements: reserve at create, settle at the end, credits, caps and spend.
+
+Every movement locks the account's :class:`BillingAccount` row (``select_for_update``) inside the
+caller's transaction, so two predictions created at once cannot both spend the same credit, and
+a prediction's ledger entry, cost and released reservation commit together with its status.
+
+Invariant for prepaid accounts: ``credit_balance >= sum(open reservations)``; since a prediction
+never costs more than it reserved, the balance never goes below zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from marketplace.accounts.models import Account, ApiToken
+from marketplace.billing import pricing
+from marketplace.billing.models import (
+    BillingAccount,
+    CreditGrant,
+    Reservation,
+    TokenCap,
+    UsageEntry,
+)
+from marketplace.catalog.models import Version
+from marketplace.predictions.models import Prediction
+from marketplace.predictions.services import PaymentRequired
+
+ZERO = Decimal(0)
+
+
+def stripe_configured() -> bool:
+    return bool(settings.STRIPE_SECRET_KEY)
+
+
+def billing_for(account: Account) -> BillingAccount:
+    billing, _ = BillingAccount.objects.get_or_create(
+        account=account, defaults={"mode": settings.BILLING_DEFAULT_MODE}
+    )
+    return billing
+
+
+def _locked(account_id: int) -> BillingAccount:
+    BillingAccount.objects.get_or_create(
+        account_id=account_id, defaults={"mode": settings.BILLING_DEFAULT_MODE}
+    )
+    return BillingAccount.objects.select_for_update().get(account_id=account_id)
+
+
+def month_start(now: datetime | None = None) -> datetime:
+    now = now or timezone.now()
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _sum(queryset, field: str = "amount") -> Decimal:  # type: ignore[no-untyped-def]
+    return queryset.aggregate(total=Sum(field))["total"] or ZERO
+
+
+def reserved(billing: BillingAccount, token: ApiToken | None = None) -> Decimal:
+    holds = Reservation.objects.filter(billing=billing)
+    if token is not None:
+        holds = holds.filter(token=token)
+    return _sum(holds)
+
+
+def month_spend(billing: BillingAccount, token: ApiToken | None = None) -> Decimal:
+    """Spent this calendar month (UTC), not counting predictions still running."""
+    entries = UsageEntry.objects.filter(billing=billing, created_at__gte=month_start())
+    if token is not None:
+        entries = entries.filter(token=token)
+    return _sum(entries)
+
+
+def available_credit(billing: BillingAccount) -> Decimal:
+    return billing.credit_balance - reserved(billing)
+
+
+@dataclass
+class Hold:
+    """A reservation decided before the prediction row exists; ``attach`` stores it."""
+
+    billing: BillingAccount
+    token: ApiToken | None
+    amount: Decimal
+
+    def attach(self, prediction: Prediction) -> None:
+        Reservation.objects.create(
+            prediction=prediction, billing=self.billing, token=self.token, amount=self.amount
+        )
+
+
+def reserve(*, version: Version, account: Account, token: ApiToken | None) -> Hold:
+    """Check that the account can pay the worst case of one prediction and hold it.
+
+    Must run inside the transaction that inserts the prediction (the row lock is what makes
+    concurrent creates safe). Raises PaymentRequired with a sentence saying why.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("reserve() must run inside the transaction that stores the prediction")
+    amount = pricing.worst_case(version, version.model.default_hardware)
+    billing = _locked(account.pk)
+    if amount == 0:
+        return Hold(billing, token, amount)
+    if billing.payment_failed_invoice:
+        raise PaymentRequired(
+            "Your last invoice could not be paid. Update your card in the billing portal "
+            "(/billing/) to run paid models again."
+        )
+    if billing.monthly_cap is not None:
+        spend = month_spend(billing) + reserved(billing)
+        if spend + amount > billing.monthly_cap:
+            raise PaymentRequired(
+                f"This prediction could cost up to ${amount} and would exceed your monthly "
+                f"spend cap of ${billing.monthly_cap} (${spend} spent or reserved this month)."
+            )
+    if token is not None:
+        cap = TokenCap.objects.filter(token=token).values_list("monthly_cap", flat=True).first()
+        if cap is not None:
+            spend = month_spend(billing, token) + reserved(billing, token)
+            if spend + amount > cap:
+                raise PaymentRequired(
+                    f"This prediction could cost up to ${amount} and would exceed the monthly "
+                    f"spend cap of ${cap} on this API token (${spend} spent or reserved)."
+                )
+    needs_credit = billing.mode == BillingAccount.Mode.PREPAID or (
+        stripe_configured() and not billing.has_payment_method
+    )
+    if needs_credit:
+        available = available_credit(billing)
+        if available < amount:
+            raise PaymentRequired(
+                f"This prediction could cost up to ${amount} but your available credit is "
+                f"${max(available, ZERO)}. Buy credits or add a card at /billing/."
+            )
+    return Hold(billing, token, amount)
+
+
+def settle(prediction: Prediction) -> Decimal:
+    """Write the ledger entry of a prediction that just ended, set its cost, release its hold.
+
+    Called once, inside the transaction that moves the prediction to its terminal status (the
+    caller holds the prediction's row lock). A prediction that never started costs nothing and
+    gets no entry.
+    """
+    billing = _locked(prediction.account_id)
+    hold = Reservation.objects.filter(prediction_id=prediction.pk).first()
+    amount = ZERO
+    if prediction.started_at is not None:
+        version = prediction.version
+        charge = pricing.charge(
+            version,
+            prediction.hardware,
+            status=prediction.status,
+            predict_time=prediction.metrics.get("predict_time"),
+            output=prediction.output,
+        )
+        amount = charge.amount
+        if hold is not None:
+            # Prices may change while it runs; it never costs more than it was quoted.
+            amount = min(amount, hold.amount)
+        credit = min(amount, billing.credit_balance)
+        UsageEntry.objects.create(
+            prediction=prediction,
+            billing=billing,
+            token_id=prediction.created_by_token_id,
+            model_id=prediction.model_id,
+            version=version,
+            hardware=prediction.hardware,
+            status=prediction.status,
+            seconds=charge.seconds,
+            price_per_second=prediction.hardware.price_per_second,
+            units=charge.units,
+            unit_price=version.unit_price,
+            amount=amount,
+            credit_applied=credit,
+            created_at=prediction.completed_at or timezone.now(),
+        )
+        if credit:
+            BillingAccount.objects.filter(pk=billing.pk).update(
+                credit_balance=F("credit_balance") - credit
+            )
+    if hold is not None:
+        hold.delete()
+    Prediction.objects.filter(pk=prediction.pk).update(cost=amount)
+    prediction.cost = amount
+    return amount
+
+
+def credits_grant(
+    account: Account, amount: Decimal, *, source: str, reference: str, note: str = ""
+) -> tuple[CreditGrant, bool]:
+    """Add credit once per (source, reference); returns the grant and whether it is new."""
+    if amount <= 0:
+        raise ValueError("A credit grant must be positive")
+    with transaction.atomic():
+        billing = _locked(account.pk)
+        grant, created = CreditGrant.objects.get_or_create(
+            source=source,
+            reference=reference,
+            defaults={"billing": billing, "amount": pricing.money(amount), "note": note},
+        )
+        if created:
+            BillingAccount.objects.filter(pk=billing.pk).update(
+                credit_balance=F("credit_balance") + grant.amount
+            )
+    return grant, created
+
+
+def caps_update(account: Account, monthly_cap: Decimal | None) -> BillingAccount:
+    with transaction.atomic():
+        billing = _locked(account.pk)
+        billing.monthly_cap = monthly_cap
+        billing.save(update_fields=["monthly_cap"])
+    return billing
+
+
+def token_cap_update(token: ApiToken, monthly_cap: Decimal | None) -> None:
+    if monthly_cap is None:
+        TokenCap.objects.filter(token=token).delete()
+    else:
+        TokenCap.objects.update_or_create(token=token, defaults={"monthly_cap": monthly_cap})

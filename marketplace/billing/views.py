@@ -1,0 +1,209 @@
+"""The billing page, its actions (Stripe redirects, caps), the CSV export and the webhook."""
+
+from __future__ import annotations
+
+import csv
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from marketplace.accounts.models import ApiToken, User
+from marketplace.billing import gateway, pricing, reports, services
+from marketplace.billing.models import TokenCap
+from marketplace.billing.webhooks import event_receive
+
+USAGE_ROWS = 100
+CSV_MAX_DAYS = 366
+
+
+def _user(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+def credit_amounts() -> list[int]:
+    return [int(a) for a in settings.BILLING_CREDIT_AMOUNTS]
+
+
+@login_required
+def billing_page(request: HttpRequest) -> HttpResponse:
+    account = _user(request).account
+    billing = services.billing_for(account)
+    tokens = list(ApiToken.objects.filter(user=_user(request)).order_by("created_at"))
+    caps = dict(TokenCap.objects.filter(token__in=tokens).values_list("token_id", "monthly_cap"))
+    context = {
+        "billing": billing,
+        "stripe_configured": services.stripe_configured(),
+        "reserved": pricing.money(services.reserved(billing)),
+        "available": pricing.money(services.available_credit(billing)),
+        "month_spend": pricing.money(services.month_spend(billing)),
+        "month_start": services.month_start(),
+        "chart": reports.daily_chart(billing),
+        "usage": reports.entries_since(billing, 30)[:USAGE_ROWS],
+        "runs": billing.runs.all()[:24],
+        "grants": billing.grants.all()[:10],
+        "tokens": [(t, caps.get(t.pk)) for t in tokens],
+        "my_models": reports.usage_of_my_models(account),
+        "credit_amounts": credit_amounts(),
+    }
+    return render(request, "billing/page.html", context)
+
+
+@login_required
+def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
+    try:
+        days = min(max(int(request.GET.get("days", 30)), 1), CSV_MAX_DAYS)
+    except ValueError:
+        days = 30
+    billing = services.billing_for(_user(request).account)
+    entries = reports.entries_since(billing, days).iterator()
+
+    class Echo:
+        def write(self, value: str) -> str:
+            return value
+
+    writer = csv.writer(Echo())
+    header = [
+        "completed_at",
+        "prediction",
+        "model",
+        "version",
+        "hardware",
+        "status",
+        "seconds",
+        "price_per_second",
+        "units",
+        "unit_price",
+        "amount_usd",
+        "paid_from_credit_usd",
+    ]
+
+    def rows():  # type: ignore[no-untyped-def]
+        yield writer.writerow(header)
+        for e in entries:
+            yield writer.writerow(
+                [
+                    e.created_at.isoformat(),
+                    e.prediction_id,
+                    e.model.full_name,
+                    e.version_id,
+                    e.hardware.sku,
+                    e.status,
+                    e.seconds,
+                    e.price_per_second,
+                    e.units,
+                    "" if e.unit_price is None else e.unit_price,
+                    e.amount,
+                    e.credit_applied,
+                ]
+            )
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="usage-{days}d.csv"'
+    return response
+
+
+def _stripe_redirect(request: HttpRequest, make_url) -> HttpResponse:  # type: ignore[no-untyped-def]
+    if not services.stripe_configured():
+        messages.error(request, "Stripe is not configured on this site.")
+        return redirect("billing")
+    try:
+        return HttpResponseRedirect(make_url(services.billing_for(_user(request).account)))
+    except gateway.StripeError as exc:
+        messages.error(request, f"Stripe could not be reached: {exc.user_message or exc}")
+        return redirect("billing")
+
+
+def _back(status: str = "") -> str:
+    return f"{settings.PUBLIC_URL}/billing/" + (f"?checkout={status}" if status else "")
+
+
+@login_required
+@require_POST
+def card_setup(request: HttpRequest) -> HttpResponse:
+    return _stripe_redirect(
+        request,
+        lambda b: gateway.setup_session(b, success_url=_back("card"), cancel_url=_back()),
+    )
+
+
+@login_required
+@require_POST
+def credits_buy(request: HttpRequest) -> HttpResponse:
+    try:
+        amount = int(request.POST.get("amount", ""))
+    except ValueError:
+        amount = 0
+    if amount not in credit_amounts():
+        messages.error(request, f"amount: choose one of {', '.join(map(str, credit_amounts()))}")
+        return redirect("billing")
+    return _stripe_redirect(
+        request,
+        lambda b: gateway.credit_session(
+            b, amount_cents=amount * 100, success_url=_back("credits"), cancel_url=_back()
+        ),
+    )
+
+
+@login_required
+@require_POST
+def portal(request: HttpRequest) -> HttpResponse:
+    return _stripe_redirect(request, lambda b: gateway.portal_session(b, return_url=_back()))
+
+
+def _cap(value: str | None, field: str) -> tuple[Decimal | None, str | None]:
+    value = (value or "").strip()
+    if not value:
+        return None, None
+    try:
+        cap = Decimal(value)
+    except InvalidOperation:
+        return None, f"{field}: enter an amount in dollars, e.g. 25 or 12.50"
+    if not cap.is_finite() or cap < 0 or cap > Decimal("99999999"):
+        return None, f"{field}: enter an amount from 0 to 99999999"
+    return cap.quantize(Decimal("0.01")), None
+
+
+@login_required
+@require_POST
+def caps_update(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    account_cap, error = _cap(request.POST.get("monthly_cap"), "monthly_cap")
+    errors = [error] if error else []
+    token_caps = {}
+    for token in ApiToken.objects.filter(user=user):
+        name = f"token_cap_{token.pk}"
+        if name in request.POST:
+            cap, error = _cap(request.POST.get(name), name)
+            if error:
+                errors.append(error)
+            token_caps[token] = cap
+    if errors:
+        for error in errors:
+            messages.error(request, error)
+        return redirect("billing")
+    services.caps_update(user.account, account_cap)
+    for token, cap in token_caps.items():
+        services.token_cap_update(token, cap)
+    messages.success(request, "Spend caps saved.")
+    return redirect("billing")
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    """Stripe's webhook: 400 unless signed with STRIPE_WEBHOOK_SECRET; 200 for everything else
+    (new, duplicate or ignored), so Stripe stops retrying."""
+    if not settings.STRIPE_WEBHOOK_SECRET:
+        return HttpResponse("Stripe webhooks are not configured", status=400)
+    try:
+        _, created = event_receive(request.body, request.headers.get("Stripe-Signature", ""))
+    except (gateway.SignatureError, ValueError, KeyError):
+        return HttpResponse("Invalid signature or payload", status=400)
+    return HttpResponse("ok" if created else "duplicate", status=200)
