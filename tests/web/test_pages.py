@@ -332,7 +332,7 @@ def test_history_filters(alice_client: Client, user: Any, outsider: Any) -> None
 def test_owner_creates_edits_and_sees_push_commands(
     alice_client: Client, user: Any, settings: Any
 ) -> None:
-    settings.PUBLIC_URL = "https://models.example.com:8443"
+    settings.REGISTRY_HOST = "models.example.com:8443"
     response = alice_client.post(
         "/new",
         {

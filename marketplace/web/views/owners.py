@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -17,8 +15,8 @@ from marketplace.web.rendering import describe
 
 
 def registry_host() -> str:
-    """The registry people push to: REGISTRY_HOST, else this site's host[:port]."""
-    return getattr(settings, "REGISTRY_HOST", "") or urlsplit(settings.PUBLIC_URL).netloc
+    """The registry people push to (host[:port])."""
+    return str(settings.REGISTRY_HOST)
 
 
 @login_required
