@@ -48,3 +48,12 @@ def test_refused_pushes_are_listed_for_the_model_page(user: Any) -> None:
     )  # fmt: skip
     [refused] = ImagePush.refused_since_last_version(version.model)
     assert refused.reason == "This image is not a Cog model"
+    owner = Client()
+    owner.force_login(user)
+    for path in ("/alice/hello", "/alice/hello/push"):
+        page = owner.get(path).content.decode()
+        assert "Pushed images that are not versions" in page, path
+        assert "This image is not a Cog model" in page, path
+    visitor = Client()
+    visitor.force_login(UserFactory(username="bob"))
+    assert "This image is not a Cog model" not in visitor.get("/alice/hello").content.decode()

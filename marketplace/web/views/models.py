@@ -22,6 +22,7 @@ from marketplace.predictions.services import (
     PaymentRequired,
     prediction_create,
 )
+from marketplace.registry.models import ImagePush
 from marketplace.web import playground
 from marketplace.web.access import model_for, prediction_for, versions_of
 from marketplace.web.rendering import describe, markdown_html, render_output
@@ -46,6 +47,9 @@ def _page(request: HttpRequest, model: Model, tab: str, **context: Any) -> HttpR
         is_owner=model.is_owned_by(request.user),
         readme=markdown_html(model.readme) if tab == "playground" else "",
     )
+    if tab == "playground" and context["is_owner"]:
+        # Why a recent push did not become a version (e.g. an image without Cog labels).
+        context["refused_pushes"] = ImagePush.refused_since_last_version(model)
     return render(request, f"web/model_{tab}.html", context, status=status)
 
 

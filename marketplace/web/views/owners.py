@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 
 from marketplace.accounts.models import User
 from marketplace.catalog.models import Hardware
+from marketplace.registry.models import ImagePush
 from marketplace.web.access import owned_model_for
 from marketplace.web.forms import ModelCreateForm, ModelEditForm
 from marketplace.web.rendering import describe
@@ -62,5 +63,6 @@ def model_push(request: HttpRequest, owner: str, name: str) -> HttpResponse:
             "host": host,
             "image": image,
             "username": request.user.get_username(),
+            "refused_pushes": ImagePush.refused_since_last_version(model),
         },
     )
