@@ -160,6 +160,11 @@ class Agent:
                 "hardware"
             )
         )
+        # Stop the instances first, so that whoever sees an orphaned prediction fail also sees
+        # the instance that ran it stopped.
+        Instance.objects.filter(pk__in=[i.pk for i in stale]).update(
+            state=Instance.State.STOPPED, stopped_at=timezone.now(), stop_reason="agent restarted"
+        )
         for instance in stale:
             orphaned = Prediction.objects.filter(
                 instance=instance, status=Prediction.Status.PROCESSING
@@ -174,9 +179,6 @@ class Agent:
                 )
             queues.deregister_instance(instance.version_id, instance.pk)
             queues.clear_start_request(instance.version_id)
-        Instance.objects.filter(pk__in=[i.pk for i in stale]).update(
-            state=Instance.State.STOPPED, stopped_at=timezone.now(), stop_reason="agent restarted"
-        )
         # The previous run may have taken start requests with it: ask again for queued work.
         for instance in stale:
             if queues.queue_length(instance.version_id) > 0:
