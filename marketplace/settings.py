@@ -240,7 +240,12 @@ WEBHOOK_RETRY_DELAYS = [
 WEBHOOK_TIMEOUT = envfloat("WEBHOOK_TIMEOUT", 10.0, minimum=0.1)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Model marketplace API",
-    "DESCRIPTION": "Replicate-compatible HTTP API v1. Authenticate with `Authorization: Bearer`.",
+    "DESCRIPTION": (
+        "Replicate-compatible HTTP API v1. Authenticate with `Authorization: Bearer <token>`. "
+        "Search models with `QUERY /v1/models` and the search text as a `text/plain` body."
+    ),
+    "PREPROCESSING_HOOKS": ["marketplace.api.schema.drop_query_method"],
+    "ENUM_NAME_OVERRIDES": {"WebhookEvent": "marketplace.predictions.serializers.WEBHOOK_EVENTS"},
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

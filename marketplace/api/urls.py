@@ -58,7 +58,7 @@ urlpatterns = [
     path("files/<str:file_id>/download", files.FileDownloadApi.as_view(), name="api-file-download"),
     path(
         "files/<str:file_id>/download/<str:name>",
-        files.FileDownloadApi.as_view(),
+        files.FileDownloadNamedApi.as_view(),
         name="api-file-download-named",
     ),
     # Our own API's description (generated) and its docs page.

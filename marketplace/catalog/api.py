@@ -9,12 +9,15 @@ from django.db import IntegrityError
 from django.db.models import Max, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.accounts.models import Account, User
+from marketplace.api import openapi as o
 from marketplace.api.errors import Problem
 from marketplace.api.pagination import CursorPage
 from marketplace.catalog.models import Collection, Hardware, Model, Version
@@ -91,6 +94,17 @@ def _matching(queryset: QuerySet[Model], text: str) -> QuerySet[Model]:
 class ModelCollectionApi(APIView):
     http_method_names = ["get", "post", "query", "options"]
 
+    @extend_schema(
+        operation_id="models.list",
+        responses=o.ModelPage,
+        parameters=[
+            OpenApiParameter(
+                "sort_by", str, enum=["model_created_at", "latest_version_created_at"]
+            ),
+            OpenApiParameter("sort_direction", str, enum=["asc", "desc"]),
+            o.CURSOR,
+        ],
+    )
     def get(self, request: Request) -> Response:
         sort_by = request.query_params.get("sort_by", "latest_version_created_at")
         direction = request.query_params.get("sort_direction", "desc")
@@ -115,6 +129,9 @@ class ModelCollectionApi(APIView):
         models = _matching(Model.objects.visible_to(_user(request)).select_related("owner"), text)
         return _page(request, self, models, "-created_at", model_to_api)
 
+    @extend_schema(
+        operation_id="models.create", request=ModelCreateInput, responses={201: o.ModelOut}
+    )
     def post(self, request: Request) -> Response:
         body = ModelCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
@@ -172,9 +189,11 @@ class ModelCollectionApi(APIView):
 
 
 class ModelDetailApi(APIView):
+    @extend_schema(operation_id="models.get", responses=o.ModelOut)
     def get(self, request: Request, owner: str, name: str) -> Response:
         return Response(model_to_api(_model_for(request, owner, name)))
 
+    @extend_schema(operation_id="models.update", request=ModelUpdateInput, responses=o.ModelOut)
     def patch(self, request: Request, owner: str, name: str) -> Response:
         model = _owned_model(request, owner, name)
         body = ModelUpdateInput(data=request.data, partial=True)
@@ -187,6 +206,7 @@ class ModelDetailApi(APIView):
             model.save(update_fields=[*data.keys(), "updated_at"])
         return Response(model_to_api(model))
 
+    @extend_schema(operation_id="models.delete", responses={204: o.NO_CONTENT})
     def delete(self, request: Request, owner: str, name: str) -> Response:
         model = _owned_model(request, owner, name)
         if model.visibility != Model.Visibility.PRIVATE:
@@ -198,6 +218,9 @@ class ModelDetailApi(APIView):
 
 
 class ModelReadmeApi(APIView):
+    @extend_schema(
+        operation_id="models.readme.get", responses={(200, "text/plain"): OpenApiTypes.STR}
+    )
     def get(self, request: Request, owner: str, name: str) -> HttpResponse:
         model = _model_for(request, owner, name)
         if not model.readme:
@@ -206,6 +229,7 @@ class ModelReadmeApi(APIView):
 
 
 class ModelExamplesApi(APIView):
+    @extend_schema(operation_id="models.examples.list", responses=o.PredictionPage)
     def get(self, request: Request, owner: str, name: str) -> Response:
         model = _model_for(request, owner, name)
         examples = Prediction.objects.select_related(
@@ -215,6 +239,7 @@ class ModelExamplesApi(APIView):
 
 
 class VersionCollectionApi(APIView):
+    @extend_schema(operation_id="models.versions.list", responses=o.VersionPage)
     def get(self, request: Request, owner: str, name: str) -> Response:
         model = _model_for(request, owner, name)
         return _page(
@@ -229,10 +254,12 @@ class VersionDetailApi(APIView):
             raise Problem(404, NOT_FOUND)
         return version
 
+    @extend_schema(operation_id="models.versions.get", responses=o.VersionOut)
     def get(self, request: Request, owner: str, name: str, version_id: str) -> Response:
         model = _model_for(request, owner, name)
         return Response(version_to_api(self._version(model, version_id)))
 
+    @extend_schema(operation_id="models.versions.delete", responses={202: o.NO_CONTENT})
     def delete(self, request: Request, owner: str, name: str, version_id: str) -> Response:
         version = self._version(_owned_model(request, owner, name), version_id)
         if version.predictions.exists():
@@ -244,11 +271,13 @@ class VersionDetailApi(APIView):
 
 
 class CollectionListApi(APIView):
+    @extend_schema(operation_id="collections.list", responses=o.CollectionPage)
     def get(self, request: Request) -> Response:
         return _page(request, self, Collection.objects.all(), "-created_at", collection_to_api)
 
 
 class CollectionDetailApi(APIView):
+    @extend_schema(operation_id="collections.get", responses=o.CollectionOut)
     def get(self, request: Request, slug: str) -> Response:
         collection = Collection.objects.filter(slug=slug).first()
         if collection is None:
@@ -260,12 +289,14 @@ class CollectionDetailApi(APIView):
 
 
 class HardwareListApi(APIView):
+    @extend_schema(operation_id="hardware.list", responses=o.HardwareOut(many=True))
     def get(self, request: Request) -> Response:
         hardware = Hardware.objects.filter(is_active=True).order_by("price_per_second", "sku")
         return Response([hardware_to_api(h) for h in hardware])
 
 
 class AccountApi(APIView):
+    @extend_schema(operation_id="account.get", responses=o.AccountOut)
     def get(self, request: Request) -> Response:
         user = _user(request)
         assert user is not None
@@ -281,6 +312,7 @@ class AccountApi(APIView):
 
 
 class WebhookSecretApi(APIView):
+    @extend_schema(operation_id="webhooks.default.secret.get", responses=o.SecretOut)
     def get(self, request: Request) -> Response:
         user = _user(request)
         assert user is not None
@@ -292,6 +324,11 @@ class SearchApi(APIView):
 
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="search",
+        responses=o.SearchOut,
+        parameters=[OpenApiParameter("query", str, required=True), OpenApiParameter("limit", int)],
+    )
     def get(self, request: Request) -> Response:
         text = request.query_params.get("query", "").strip()
         if not text:

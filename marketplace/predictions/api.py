@@ -12,12 +12,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from marketplace.accounts.models import ApiToken, User
+from marketplace.api import openapi as o
 from marketplace.api.errors import Problem
 from marketplace.api.pagination import CursorPage
 from marketplace.api.throttles import ApiRateThrottle, CreateRateThrottle
@@ -153,6 +155,16 @@ class PredictionCollectionApi(APIView):
     def get_throttles(self) -> list[BaseThrottle]:
         return [CreateRateThrottle() if self.request.method == "POST" else ApiRateThrottle()]
 
+    @extend_schema(
+        operation_id="predictions.list",
+        responses=o.PredictionPage,
+        parameters=[
+            OpenApiParameter("created_after", str),
+            OpenApiParameter("created_before", str),
+            OpenApiParameter("source", str, enum=["api", "web"]),
+            o.CURSOR,
+        ],
+    )
     def get(self, request: Request) -> Response:
         predictions = _predictions_of(_user(request))
         for param, lookup in (("created_after", "gte"), ("created_before", "lt")):
@@ -169,6 +181,12 @@ class PredictionCollectionApi(APIView):
         page: list[Prediction] | None = paginator.paginate_queryset(predictions, request, view=self)
         return paginator.get_paginated_response([p.to_api() for p in page or []])
 
+    @extend_schema(
+        operation_id="predictions.create",
+        request=PredictionCreateInput,
+        responses={201: o.PredictionOut},
+        parameters=[o.PREFER, o.CANCEL_AFTER],
+    )
     def post(self, request: Request) -> Response:
         parse_prefer_wait(request.headers.get("Prefer"))  # reject a malformed header before work
         body = PredictionCreateInput(data=request.data)
@@ -185,6 +203,12 @@ class ModelPredictionCreateApi(APIView):
 
     throttle_classes = [CreateRateThrottle]
 
+    @extend_schema(
+        operation_id="models.predictions.create",
+        request=ModelPredictionCreateInput,
+        responses={201: o.PredictionOut},
+        parameters=[o.PREFER, o.CANCEL_AFTER],
+    )
     def post(self, request: Request, owner: str, name: str) -> Response:
         parse_prefer_wait(request.headers.get("Prefer"))
         model = (
@@ -209,11 +233,13 @@ class ModelPredictionCreateApi(APIView):
 
 
 class PredictionDetailApi(APIView):
+    @extend_schema(operation_id="predictions.get", responses=o.PredictionOut)
     def get(self, request: Request, prediction_id: str) -> Response:
         return Response(_prediction_for(request, prediction_id).to_api())
 
 
 class PredictionCancelApi(APIView):
+    @extend_schema(operation_id="predictions.cancel", request=None, responses=o.PredictionOut)
     def post(self, request: Request, prediction_id: str) -> Response:
         prediction = prediction_cancel(_prediction_for(request, prediction_id))
         return Response(prediction.to_api())
@@ -262,6 +288,16 @@ async def predictions_root(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 async def model_predictions_create(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     return await _create_and_wait(_model_create_view, request, owner=owner, name=name)
+
+
+# The schema generator documents the DRF view each async wrapper runs.
+_wrapper: Any
+for _wrapper, _view_class in (
+    (predictions_root, PredictionCollectionApi),
+    (model_predictions_create, ModelPredictionCreateApi),
+):
+    _wrapper.cls = _view_class
+    _wrapper.initkwargs = {}
 
 
 # The old name of the create view, kept for anything that imported it.

@@ -10,6 +10,8 @@ from typing import Any
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile as DjangoUpload
 from django.http import FileResponse, HttpRequest
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -17,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.accounts.models import User
+from marketplace.api import openapi as o
 from marketplace.api.errors import Problem
 from marketplace.api.pagination import CursorPage
 from marketplace.predictions.uploads import UploadedFile, default_expiry, signature_valid
@@ -72,6 +75,7 @@ def _file_for(request: Request, file_id: str) -> UploadedFile:
 class FileCollectionApi(APIView):
     parser_classes = [LimitedMultiPartParser]
 
+    @extend_schema(operation_id="files.list", responses=o.FilePage, parameters=[o.CURSOR])
     def get(self, request: Request) -> Response:
         paginator = CursorPage()
         page = paginator.paginate_queryset(
@@ -79,6 +83,11 @@ class FileCollectionApi(APIView):
         )
         return paginator.get_paginated_response([f.to_api() for f in page or []])
 
+    @extend_schema(
+        operation_id="files.create",
+        request={"multipart/form-data": o.FileIn},
+        responses={201: o.FileOut},
+    )
     def post(self, request: Request) -> Response:
         content = request.FILES.get("content")
         if content is None:
@@ -127,9 +136,11 @@ class FileCollectionApi(APIView):
 
 
 class FileDetailApi(APIView):
+    @extend_schema(operation_id="files.get", responses=o.FileOut)
     def get(self, request: Request, file_id: str) -> Response:
         return Response(_file_for(request, file_id).to_api())
 
+    @extend_schema(operation_id="files.delete", responses={204: o.NO_CONTENT})
     def delete(self, request: Request, file_id: str) -> Response:
         found = _file_for(request, file_id)
         found.content.delete(save=False)
@@ -143,6 +154,15 @@ class FileDownloadApi(APIView):
 
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="files.download",
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        parameters=[
+            OpenApiParameter("owner", str),
+            OpenApiParameter("expiry", int),
+            OpenApiParameter("signature", str),
+        ],
+    )
     def get(self, request: Request, file_id: str, name: str = "") -> FileResponse:
         params = request.query_params
         files = UploadedFile.objects.live().select_related("account").filter(pk=file_id)
@@ -171,3 +191,9 @@ class FileDownloadApi(APIView):
         response["X-Content-Type-Options"] = "nosniff"
         response["Cache-Control"] = "private, no-store"
         return response
+
+
+@extend_schema(exclude=True)
+class FileDownloadNamedApi(FileDownloadApi):
+    """The same download with the file's name as the last path segment (what model servers
+    get, so that the downloaded file keeps its name and extension)."""

@@ -15,7 +15,7 @@ import hmac
 import time
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from django.conf import settings
 from django.db import models
@@ -94,7 +94,8 @@ class UploadedFile(models.Model):
                 "signature": sign(self.account.username, self.id, expiry),
             }
         )
-        return f"{self.api_url}/download?{query}"
+        # The name as last segment: model servers keep it (and its extension) when they download.
+        return f"{self.api_url}/download/{quote(self.name, safe='')}?{query}"
 
 
 def default_expiry() -> Any:

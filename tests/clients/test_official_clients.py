@@ -46,7 +46,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"])).decode()
                 receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(200)
@@ -108,7 +108,9 @@ def test_official_clients_run_everything_against_a_live_stack(
 
     # A file input uploaded by the client with files.create, and a file output.
     image = io.BytesIO(png_bytes())
-    output = client.run("alice/image-filter", input={"image": image, "filter": "invert", "size": 40})
+    output = client.run(
+        "alice/image-filter", input={"image": image, "filter": "invert", "size": 40}
+    )
     output_url = str(output)
     assert output_url.startswith(f"{web.url}/files/outputs/"), output_url
     filtered = Image.open(io.BytesIO(httpx.get(output_url).content))
