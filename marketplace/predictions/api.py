@@ -145,6 +145,7 @@ def _create(request: Request, version: Version, data: dict[str, Any]) -> Respons
             invalid_fields=[e.as_dict() for e in exc.errors],
         ) from exc
     deadlines.schedule(prediction)
+    prediction.hardware = version.model.default_hardware  # already loaded: no extra query
     body = prediction.to_api()
     return Response(body, status=201, headers={"Location": body["urls"]["get"]})
 

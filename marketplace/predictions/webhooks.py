@@ -139,15 +139,20 @@ def notify(prediction_id: str, event: str) -> WebhookDelivery | None:
     from marketplace.predictions.models import Prediction
 
     try:
+        # The common case (no webhook) costs one narrow primary-key lookup.
+        row = (
+            Prediction.objects.filter(pk=prediction_id)
+            .exclude(webhook="")
+            .values_list("webhook_events_filter", flat=True)
+            .first()
+        )
+        if row is None or not wanted(row, event):
+            return None
         prediction = (
             Prediction.objects.select_related("model__owner", "version", "hardware", "instance")
             .defer("version__openapi_schema")
-            .exclude(webhook="")
-            .filter(pk=prediction_id)
-            .first()
+            .get(pk=prediction_id)
         )
-        if prediction is None or not wanted(prediction.webhook_events_filter, event):
-            return None
         if event in THROTTLED and not get_redis().set(
             f"mk:pred:{prediction_id}:webhook-throttle", "1", nx=True, px=THROTTLE_MS
         ):

@@ -140,6 +140,18 @@ def test_official_clients_run_everything_against_a_live_stack(
     running.wait()
     assert running.status == "canceled"
 
+    # Cancel-After while running: canceled at the deadline, with its start time kept.
+    limited = httpx.post(
+        f"{web.url}/v1/predictions",
+        headers={"Authorization": f"Bearer {token}", "Cancel-After": "5s"},
+        json={"version": versions["slow-progress"].id, "input": {"steps": 40, "step_seconds": 0.5}},
+        timeout=10,
+    ).json()
+    assert limited["deadline"]
+    ended = client.predictions.get(limited["id"])
+    ended.wait()
+    assert ended.status == "canceled" and ended.started_at is not None
+
     # stream() on the streaming model.
     events = list(
         client.stream("alice/text-stream", input={"prompt": "the", "max_tokens": 5, "seed": 1})
