@@ -238,6 +238,8 @@ WEBHOOK_RETRY_DELAYS = [
     int(d) for d in envlist("WEBHOOK_RETRY_DELAYS", "10,30,120,600,1800,3600,7200,14400")
 ]
 WEBHOOK_TIMEOUT = envfloat("WEBHOOK_TIMEOUT", 10.0, minimum=0.1)
+# Seconds between keep-alive comments on an idle /v1/streams connection.
+STREAM_KEEPALIVE_SECONDS = envfloat("STREAM_KEEPALIVE_SECONDS", 15.0, minimum=0.05)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Model marketplace API",
     "DESCRIPTION": (

@@ -23,7 +23,6 @@ from django.views.decorators.csrf import csrf_exempt
 from marketplace.predictions import events
 from marketplace.predictions.models import Prediction
 
-KEEPALIVE_SECONDS = 15.0
 # An error event and the done after it come from one Redis entry; the error's id gets this suffix.
 ERROR_SUFFIX = "-e"
 
@@ -87,7 +86,9 @@ async def _events(prediction: Prediction, last_event_id: str) -> AsyncIterator[s
             return
     give_up = time.monotonic() + settings.PREDICTION_TIMEOUT + 600
     while time.monotonic() < give_up:
-        batch = await events.aread(prediction.pk, after, block_ms=int(KEEPALIVE_SECONDS * 1000))
+        batch = await events.aread(
+            prediction.pk, after, block_ms=int(settings.STREAM_KEEPALIVE_SECONDS * 1000)
+        )
         if not batch:
             yield ": keepalive\n\n"
             continue

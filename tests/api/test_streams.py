@@ -97,3 +97,20 @@ def test_finished_prediction_whose_events_expired_streams_from_the_database(
         ("output", "b"),
         ("done", "{}"),
     ]
+
+
+def test_idle_stream_sends_keepalive_comments_then_live_events(
+    start_web: Any, running: Prediction
+) -> None:
+    web = start_web(STREAM_KEEPALIVE_SECONDS="0.1")
+    url = f"{web.url}/v1/streams/{running.stream_token}"
+    with httpx.stream("GET", url, timeout=10) as response:
+        lines = response.iter_lines()
+        assert next(lines) == ": keepalive"
+        events.publish(running.id, events.OUTPUT, {"index": 0, "chunk": "live"})
+        seen = []
+        for line in lines:
+            seen.append(line)
+            if line == "data: live":
+                break
+        assert "event: output" in seen
