@@ -283,10 +283,15 @@ def test_a_killed_agent_leaves_truthful_state_and_its_successor_cleans_up(
     prediction = finished(body["id"], timeout=30)
     assert prediction.status == Prediction.Status.FAILED
     assert "agent restarted" in prediction.error
-    assert (
-        not Instance.objects.filter(host__name=successor.host_name, state__in=Instance.LIVE)
-        .exclude(pk__gt=prediction.instance_id)
-        .exists()
+    # The successor fails the orphaned prediction first and marks its instances stopped next.
+    wait_for(
+        lambda: (
+            not Instance.objects.filter(host__name=successor.host_name, state__in=Instance.LIVE)
+            .exclude(pk__gt=prediction.instance_id)
+            .exists()
+        ),
+        timeout=10,
+        message="the old instances to be marked stopped",
     )
     assert create(api, version.pk, {"steps": 1, "step_seconds": 0.1})["status"] == "succeeded"
 
