@@ -146,17 +146,21 @@ def notify(prediction_id: str, event: str) -> WebhookDelivery | None:
             .values_list("webhook_events_filter", flat=True)
             .first()
         )
-        if row is None or not wanted(row, event):
+        if row is None:
+            return None
+        if event == OUTPUT and not wanted(row, OUTPUT) and wanted(row, LOGS):
+            event = LOGS  # a progress update carries the logs too
+        if not wanted(row, event):
+            return None
+        if event in THROTTLED and not get_redis().set(
+            f"mk:pred:{prediction_id}:webhook-throttle", "1", nx=True, px=THROTTLE_MS
+        ):
             return None
         prediction = (
             Prediction.objects.select_related("model__owner", "version", "hardware", "instance")
             .defer("version__openapi_schema")
             .get(pk=prediction_id)
         )
-        if event in THROTTLED and not get_redis().set(
-            f"mk:pred:{prediction_id}:webhook-throttle", "1", nx=True, px=THROTTLE_MS
-        ):
-            return None
         delivery = WebhookDelivery.objects.create(
             prediction=prediction, event=event, url=prediction.webhook, payload=prediction.to_api()
         )

@@ -85,15 +85,26 @@ def test_signature_matches_the_standard_webhooks_test_vector() -> None:
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
+def test_filter_without_progress_events_sends_only_start_and_completed(
+    api: APIClient, user: Any
+) -> None:
+    prediction = create(api, publish(user, "hello"), "http://127.0.0.1:9/", ["completed"])
+    prediction_claim(prediction.id, None)  # type: ignore[arg-type]
+    webhooks.notify(prediction.id, webhooks.OUTPUT)
+    webhooks.notify(prediction.id, webhooks.LOGS)
+    prediction_finish(prediction.id, Outcome("succeeded", output="x"))
+    assert [d.event for d in WebhookDelivery.objects.all()] == ["completed"]
+
+
 def test_lifecycle_deliveries_are_signed_filtered_and_throttled(
     api: APIClient, user: Any, receiver: Any
 ) -> None:
     hook = receiver()
     prediction = create(api, publish(user, "hello"), hook.url, ["start", "logs", "completed"])
     prediction_claim(prediction.id, None)  # type: ignore[arg-type]
-    webhooks.notify(prediction.id, webhooks.OUTPUT)  # not in the filter
+    # Progress with output, filter without it: sent as logs; a second within 500 ms: dropped.
+    webhooks.notify(prediction.id, webhooks.OUTPUT)
     webhooks.notify(prediction.id, webhooks.LOGS)
-    webhooks.notify(prediction.id, webhooks.LOGS)  # within 500 ms: dropped
     prediction_finish(prediction.id, Outcome("succeeded", output="hello w"))
     deliveries = list(WebhookDelivery.objects.filter(prediction=prediction))
     assert [d.event for d in deliveries] == ["start", "logs", "completed"]
