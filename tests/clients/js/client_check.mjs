@@ -1,6 +1,7 @@
 // Drives the official Replicate JS client (pinned in package.json) against a live marketplace.
 // Config comes as JSON in MK_CONFIG; the result is one JSON object on stdout that the Python test
 // asserts on. Every step records what the client returned, not what we expect it to be.
+import { webcrypto } from "node:crypto";
 import http from "node:http";
 import Replicate, { validateWebhook } from "replicate";
 
@@ -104,10 +105,16 @@ async function main() {
     webhook_events_filter: ["completed"],
   });
   const hook = await received;
-  out.webhookValid = await validateWebhook({ headers: hook.headers, body: hook.body }, secret);
+  // Node 18 (Debian's) has no global crypto: the client's documented way is to pass it in.
+  out.webhookValid = await validateWebhook(
+    { headers: hook.headers, body: hook.body },
+    secret,
+    webcrypto,
+  );
   out.webhookTampered = await validateWebhook(
     { headers: hook.headers, body: hook.body.replace("hook", "hack") },
     secret,
+    webcrypto,
   );
   out.webhookOutput = JSON.parse(hook.body).output;
 }
