@@ -188,6 +188,7 @@ def test_official_clients_run_everything_against_a_live_stack(
     assert [c.slug for c in client.collections.list()] == ["demos"]
     assert len(client.collections.get("demos").models or []) == len(DEMOS)
     assert "hello" in [m.name for m in client.models.search("hello")]
+    assert {m.name for m in client.models.list()} == set(DEMOS)
 
     # A webhook delivered to a local receiver and verified with the client's own check.
     receiver = Receiver()
