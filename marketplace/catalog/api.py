@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 from django.db.models import Max, Q, QuerySet
 from django.db.models.functions import Coalesce
@@ -32,6 +33,7 @@ from marketplace.catalog.serializers import (
 from marketplace.predictions.models import Prediction
 
 NOT_FOUND = "The requested resource could not be found."
+MAX_MODELS_PER_ACCOUNT = 1000  # Replicate's limit
 
 
 def _user(request: Request) -> User | None:
@@ -159,31 +161,25 @@ class ModelCollectionApi(APIView):
             paper_url=data.get("paper_url", ""),
             license_url=data.get("license_url", ""),
         )
+        if owner.owned_models.count() >= MAX_MODELS_PER_ACCOUNT:
+            raise Problem(409, f"{owner.username} already has {MAX_MODELS_PER_ACCOUNT} models")
         try:
             model.full_clean(exclude=["cover_image"])
             model.save()
-        except IntegrityError as exc:
-            raise Problem(
-                409, f"A model named {model.full_name} already exists", "Conflict"
-            ) from exc
-        except Exception as exc:
-            from django.core.exceptions import ValidationError
-
-            if not isinstance(exc, ValidationError):
-                raise
-            if "__all__" in exc.message_dict:
+        except ValidationError as exc:
+            if "__all__" not in exc.message_dict:
+                pairs = [(f, m) for f, ms in exc.message_dict.items() for m in ms]
                 raise Problem(
-                    409, f"A model named {model.full_name} already exists", "Conflict"
+                    400,
+                    "".join(f"- {f}: {m}\n" for f, m in pairs),
+                    "Invalid request",
+                    invalid_fields=[
+                        {"type": "invalid", "field": f, "description": m} for f, m in pairs
+                    ],
                 ) from exc
-            pairs = [(f, m) for f, ms in exc.message_dict.items() for m in ms]
-            raise Problem(
-                400,
-                "".join(f"- {f}: {m}\n" for f, m in pairs),
-                "Invalid request",
-                invalid_fields=[
-                    {"type": "invalid", "field": f, "description": m} for f, m in pairs
-                ],
-            ) from exc
+            raise Problem(409, f"A model named {model.full_name} already exists") from exc
+        except IntegrityError as exc:  # a concurrent create of the same name
+            raise Problem(409, f"A model named {model.full_name} already exists") from exc
         body_out = model_to_api(model)
         return Response(body_out, status=201, headers={"Location": body_out["url"]})
 
