@@ -245,8 +245,13 @@ def test_a_model_whose_setup_fails_fails_its_predictions_with_the_setup_logs(
     body = create(api, version.pk, {})
     assert body["status"] == "failed"
     assert "setup failed" in body["error"] and "weights missing" in body["error"]
-    instance = Instance.objects.get(version=version)
-    assert instance.state == Instance.State.FAILED and "weights missing" in instance.setup_logs
+    # The runner fails the waiting predictions first and records the instance's end next.
+    instance = wait_for(
+        lambda: Instance.objects.filter(version=version, state=Instance.State.FAILED).first(),
+        timeout=10,
+        message="the instance to be marked failed",
+    )
+    assert "weights missing" in instance.setup_logs
 
 
 def test_prefer_wait_returns_starting_when_the_window_closes_first(api, user, start_agent) -> None:  # type: ignore[no-untyped-def]
