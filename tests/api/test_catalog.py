@@ -74,6 +74,11 @@ def test_deleting_a_used_version_only_hides_it(api: APIClient, user: Any) -> Non
     assert response.status_code == 202
     assert Version.objects.get(pk=used.id).hidden and Prediction.objects.count() == 1
     assert api.get("/v1/models/alice/hello/versions").json()["results"] == []
+    # Pinned references still run it; "owner/name" no longer picks it.
+    pinned = {"version": f"alice/hello:{used.id}", "input": {}}
+    assert api.post("/v1/predictions", pinned, format="json").status_code == 201
+    latest = api.post("/v1/predictions", {"version": "alice/hello", "input": {}}, format="json")
+    assert latest.status_code == 422
 
 
 def test_examples_lists_the_owners_featured_predictions(api: APIClient, user: Any) -> None:
