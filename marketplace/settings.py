@@ -285,3 +285,35 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
     },
 }
+
+# --- The /v1 API: limits, uploads, webhooks, generated docs ------------------------------------
+INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar"]
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["marketplace.api.throttles.ApiRateThrottle"]
+# Requests per minute and caller: prediction creates, and everything else (Replicate's defaults).
+API_RATE_LIMIT_CREATE = envint("API_RATE_LIMIT_CREATE", 600, minimum=1)
+API_RATE_LIMIT = envint("API_RATE_LIMIT", 3000, minimum=1)
+# Largest upload to POST /v1/files (bytes), and how long an upload lives.
+FILES_MAX_BYTES = envint("FILES_MAX_BYTES", 100 * 1024**2, minimum=1)
+FILES_TTL_HOURS = envint("FILES_TTL_HOURS", 24, minimum=1)
+# Seconds between retries of a terminal webhook that failed (exponential, about 8 hours in all).
+WEBHOOK_RETRY_DELAYS = [
+    int(d) for d in envlist("WEBHOOK_RETRY_DELAYS", "10,30,120,600,1800,3600,7200,14400")
+]
+WEBHOOK_TIMEOUT = envfloat("WEBHOOK_TIMEOUT", 10.0, minimum=0.1)
+# Seconds between keep-alive comments on an idle /v1/streams connection.
+STREAM_KEEPALIVE_SECONDS = envfloat("STREAM_KEEPALIVE_SECONDS", 15.0, minimum=0.05)
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Model marketplace API",
+    "DESCRIPTION": (
+        "Replicate-compatible HTTP API v1. Authenticate with `Authorization: Bearer <token>`. "
+        "Search models with `QUERY /v1/models` and the search text as a `text/plain` body."
+    ),
+    "PREPROCESSING_HOOKS": ["marketplace.api.schema.drop_query_method"],
+    "ENUM_NAME_OVERRIDES": {"WebhookEvent": "marketplace.predictions.serializers.WEBHOOK_EVENTS"},
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}

@@ -27,7 +27,7 @@ from rq.job import Job
 
 from marketplace.catalog.schema import REDACTED
 from marketplace.deployments.models import Instance
-from marketplace.predictions import events
+from marketplace.predictions import events, uploads
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.secrets import unseal
 from marketplace.predictions.services import (
@@ -291,10 +291,14 @@ class Slot(threading.Thread):
         prediction = Prediction.objects.filter(pk=prediction_id).first()
         if prediction is None or prediction.status != Status.STARTING:
             return  # canceled while queued, or already taken
+        if prediction.deadline is not None and prediction.deadline <= timezone.now():
+            # Cancel-After passed while it waited: it never starts (and is not billed).
+            prediction_finish(prediction_id, Outcome(Status.CANCELED))
+            return
         if not prediction_claim(prediction_id, runner.instance.pk):
             return
         try:
-            payload = {**prediction.input, **unseal(sealed_secrets)}
+            payload = uploads.resolve_inputs({**prediction.input, **unseal(sealed_secrets)})
         except ValueError as exc:
             prediction_finish(prediction_id, Outcome(Status.FAILED, error=str(exc)))
             return

@@ -4,3 +4,7 @@ from django.apps import AppConfig
 class ApiConfig(AppConfig):
     name = "marketplace.api"
     label = "api"
+
+    def ready(self) -> None:
+        # Registers the OpenAPI description of our token authentication.
+        from marketplace.api import openapi  # noqa: F401

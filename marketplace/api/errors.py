@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.http import Http404
@@ -72,7 +73,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             invalid_fields=[{"type": "invalid", "field": f, "description": m} for f, m in pairs],
         )
     if isinstance(exc, exceptions.Throttled):
-        wait = int(getattr(exc, "wait", None) or 1)
+        wait = max(1, math.ceil(getattr(exc, "wait", None) or 1))
         response = problem(
             429, f"Request was throttled. Expected available in {wait} second{'s' * (wait != 1)}."
         )

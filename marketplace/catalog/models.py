@@ -134,7 +134,8 @@ class VersionQuerySet(models.QuerySet["Version"]):
         qs = qs.filter(model__owner__username__iexact=owner, model__name=name)
         if version_id:
             return qs.filter(pk=version_id).first()
-        return qs.order_by("-created_at").first()
+        # A hidden (deleted but still referenced) version is never "the latest".
+        return qs.filter(hidden=False).order_by("-created_at").first()
 
 
 class Collection(models.Model):

@@ -1,23 +1,35 @@
-"""``/v1/predictions``: create (with ``Prefer: wait``), get and cancel."""
+"""``/v1/predictions`` and ``/v1/models/{owner}/{name}/predictions``: create (with ``Prefer: wait``
+and ``Cancel-After``), list, get and cancel."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from marketplace.accounts.models import ApiToken, User
+from marketplace.api import openapi as o
 from marketplace.api.errors import Problem
-from marketplace.catalog.models import Version
-from marketplace.predictions import events
+from marketplace.api.pagination import CursorPage
+from marketplace.api.throttles import ApiRateThrottle, CreateRateThrottle
+from marketplace.catalog.models import Model, Version
+from marketplace.predictions import deadlines, events, uploads
 from marketplace.predictions.models import Prediction
-from marketplace.predictions.serializers import PredictionCreateInput
+from marketplace.predictions.serializers import (
+    ModelPredictionCreateInput,
+    PredictionCreateInput,
+)
 from marketplace.predictions.services import (
     InputValidationError,
     PaymentRequired,
@@ -27,6 +39,11 @@ from marketplace.predictions.services import (
 
 PREFER_WAIT_RE = re.compile(r"^wait(?:=([0-9]{1,2}))?$")
 MAX_WAIT_SECONDS = 60
+DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
+MIN_CANCEL_AFTER = timedelta(seconds=5)
+INVALID_VERSION = (
+    "The specified version does not exist (or perhaps you don't have permission to use it?)"
+)
 
 
 def parse_prefer_wait(header: str | None) -> tuple[int, str] | None:
@@ -47,91 +64,205 @@ def parse_prefer_wait(header: str | None) -> tuple[int, str] | None:
     return None
 
 
+def parse_duration(value: str | None, field: str) -> timedelta | None:
+    """``Cancel-After`` / ``lifetime``: ``1h30m45s``, ``5m``, ``90s`` or bare seconds; ≥ 5 s."""
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        duration = timedelta(seconds=float(text))
+    elif (match := DURATION_RE.match(text)) and any(match.groups()):
+        hours, minutes, seconds = match.groups()
+        duration = timedelta(
+            hours=int(hours or 0), minutes=int(minutes or 0), seconds=float(seconds or 0)
+        )
+    else:
+        raise Problem(
+            400, f"{field} must be a duration such as 90s, 5m or 1h30m", "Invalid " + field
+        )
+    if duration < MIN_CANCEL_AFTER:
+        raise Problem(400, f"{field} must be at least 5 seconds", "Invalid " + field)
+    return duration
+
+
 def _user(request: Request) -> User:
     # Every view here requires authentication (DEFAULT_PERMISSION_CLASSES), so this is a User.
     assert isinstance(request.user, User)
     return request.user
 
 
+def _predictions_of(user: User) -> Any:
+    return (
+        Prediction.objects.select_related("model__owner", "version", "hardware", "instance")
+        .defer("version__openapi_schema")
+        .filter(account__user=user)
+    )
+
+
 def _prediction_for(request: Request, prediction_id: str) -> Prediction:
     """The prediction if the caller's account owns it; 404 for everyone else."""
-    prediction = (
-        Prediction.objects.select_related("model__owner", "version")
-        .defer("version__openapi_schema")
-        .filter(pk=prediction_id, account__user=_user(request))
-        .first()
-    )
+    prediction = _predictions_of(_user(request)).filter(pk=prediction_id).first()
     if prediction is None:
         raise Problem(404, "The requested resource could not be found.")
     return prediction
 
 
-class PredictionCreateApi(APIView):
+def _create(request: Request, version: Version, data: dict[str, Any]) -> Response:
+    """The part every create endpoint shares, after it has found the version."""
+    user = _user(request)
+    deadline: datetime | None = None
+    lifetime = parse_duration(request.headers.get("Cancel-After"), "Cancel-After") or (
+        parse_duration(data.get("lifetime"), "lifetime")
+    )
+    if lifetime is not None:
+        deadline = timezone.now() + lifetime
+    file_errors = uploads.check_inputs(user.account, data["input"])
+    if file_errors:
+        raise Problem(
+            422,
+            "".join(f"- {e['field']}: {e['description']}\n" for e in file_errors),
+            "Input validation failed",
+            invalid_fields=file_errors,
+        )
+    try:
+        prediction = prediction_create(
+            version=version,
+            input=data["input"],
+            account=user.account,
+            created_by=user,
+            created_by_token=request.auth if isinstance(request.auth, ApiToken) else None,
+            webhook=data.get("webhook") or "",
+            webhook_events_filter=data.get("webhook_events_filter"),
+            deadline=deadline,
+        )
+    except PaymentRequired as exc:
+        raise Problem(402, str(exc), "Insufficient credit") from exc
+    except InputValidationError as exc:
+        raise Problem(
+            422,
+            "".join(f"- {e.field}: {e.description}\n" for e in exc.errors),
+            "Input validation failed",
+            invalid_fields=[e.as_dict() for e in exc.errors],
+        ) from exc
+    deadlines.schedule(prediction)
+    prediction.hardware = version.model.default_hardware  # already loaded: no extra query
+    body = prediction.to_api()
+    return Response(body, status=201, headers={"Location": body["urls"]["get"]})
+
+
+class PredictionCollectionApi(APIView):
+    """``GET`` lists the caller's predictions; ``POST`` creates one."""
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        return [CreateRateThrottle() if self.request.method == "POST" else ApiRateThrottle()]
+
+    @extend_schema(
+        operation_id="predictions.list",
+        responses=o.PredictionPage,
+        parameters=[
+            OpenApiParameter("created_after", str),
+            OpenApiParameter("created_before", str),
+            OpenApiParameter("source", str, enum=["api", "web"]),
+            o.CURSOR,
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        predictions = _predictions_of(_user(request))
+        for param, lookup in (("created_after", "gte"), ("created_before", "lt")):
+            if raw := request.query_params.get(param):
+                when = parse_datetime(raw)
+                if when is None:
+                    raise Problem(400, f"{param} must be an ISO 8601 date-time", "Invalid " + param)
+                if timezone.is_naive(when):
+                    when = timezone.make_aware(when, UTC)
+                predictions = predictions.filter(**{f"created_at__{lookup}": when})
+        if source := request.query_params.get("source"):
+            predictions = predictions.filter(source=source)
+        paginator: CursorPage = CursorPage()
+        page: list[Prediction] | None = paginator.paginate_queryset(predictions, request, view=self)
+        return paginator.get_paginated_response([p.to_api() for p in page or []])
+
+    @extend_schema(
+        operation_id="predictions.create",
+        request=PredictionCreateInput,
+        responses={201: o.PredictionOut},
+        parameters=[o.PREFER, o.CANCEL_AFTER],
+    )
     def post(self, request: Request) -> Response:
         parse_prefer_wait(request.headers.get("Prefer"))  # reject a malformed header before work
         body = PredictionCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        user = _user(request)
-        version = Version.objects.visible_to(user).resolve(data["version"])
+        version = Version.objects.visible_to(_user(request)).resolve(data["version"])
         if version is None:
-            raise Problem(
-                422,
-                "The specified version does not exist "
-                "(or perhaps you don't have permission to use it?)",
-                "Invalid version or not permitted",
-            )
-        try:
-            prediction = prediction_create(
-                version=version,
-                input=data["input"],
-                account=user.account,
-                created_by=user,
-                created_by_token=request.auth if isinstance(request.auth, ApiToken) else None,
-                webhook=data.get("webhook", ""),
-                webhook_events_filter=data.get("webhook_events_filter"),
-            )
-        except PaymentRequired as exc:
-            raise Problem(402, str(exc)) from exc
-        except InputValidationError as exc:
-            raise Problem(
-                422,
-                "".join(f"- {e.field}: {e.description}\n" for e in exc.errors),
-                "Input validation failed",
-                invalid_fields=[e.as_dict() for e in exc.errors],
-            ) from exc
-        body_out = prediction.to_api()
-        return Response(body_out, status=201, headers={"Location": body_out["urls"]["get"]})
+            raise Problem(422, INVALID_VERSION, "Invalid version or not permitted")
+        return _create(request, version, data)
+
+
+class ModelPredictionCreateApi(APIView):
+    """``POST /v1/models/{owner}/{name}/predictions``: run the model's latest version."""
+
+    throttle_classes = [CreateRateThrottle]
+
+    @extend_schema(
+        operation_id="models.predictions.create",
+        request=ModelPredictionCreateInput,
+        responses={201: o.PredictionOut},
+        parameters=[o.PREFER, o.CANCEL_AFTER],
+    )
+    def post(self, request: Request, owner: str, name: str) -> Response:
+        parse_prefer_wait(request.headers.get("Prefer"))
+        model = (
+            Model.objects.visible_to(_user(request))
+            .filter(owner__username__iexact=owner, name=name)
+            .first()
+        )
+        if model is None:
+            raise Problem(404, "The requested resource could not be found.")
+        body = ModelPredictionCreateInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        version = (
+            Version.objects.select_related("model__owner", "model__default_hardware")
+            .defer("openapi_schema")
+            .filter(model=model, hidden=False)
+            .order_by("-created_at")
+            .first()
+        )
+        if version is None:
+            raise Problem(422, "This model has no version to run yet", "Model has no versions")
+        return _create(request, version, body.validated_data)
 
 
 class PredictionDetailApi(APIView):
+    @extend_schema(operation_id="predictions.get", responses=o.PredictionOut)
     def get(self, request: Request, prediction_id: str) -> Response:
         return Response(_prediction_for(request, prediction_id).to_api())
 
 
 class PredictionCancelApi(APIView):
+    @extend_schema(operation_id="predictions.cancel", request=None, responses=o.PredictionOut)
     def post(self, request: Request, prediction_id: str) -> Response:
         prediction = prediction_cancel(_prediction_for(request, prediction_id))
         return Response(prediction.to_api())
 
 
-_create_view = PredictionCreateApi.as_view()
+_collection_view = PredictionCollectionApi.as_view()
+_model_create_view = ModelPredictionCreateApi.as_view()
 
 
 def _load_api(prediction_id: str) -> dict[str, Any]:
     prediction = (
-        Prediction.objects.select_related("model__owner", "version")
+        Prediction.objects.select_related("model__owner", "version", "hardware", "instance")
         .defer("version__openapi_schema")
         .get(pk=prediction_id)
     )
     return prediction.to_api()
 
 
-@csrf_exempt
-async def predictions_create(request: HttpRequest) -> HttpResponse:
-    """The create view, plus ``Prefer: wait`` held on the event loop instead of a thread."""
-    response = await sync_to_async(_create_view)(request)
-    if response.status_code != 201:
+async def _create_and_wait(view: Any, request: HttpRequest, **kwargs: Any) -> HttpResponse:
+    """Run a create view, then hold the request for ``Prefer: wait`` on the event loop."""
+    response = await sync_to_async(view)(request, **kwargs)
+    if request.method != "POST" or response.status_code != 201:
         return response
     wait = parse_prefer_wait(request.headers.get("Prefer"))
     if wait is None:
@@ -147,3 +278,28 @@ async def predictions_create(request: HttpRequest) -> HttpResponse:
     out["Location"] = body["urls"]["get"]
     out["Preference-Applied"] = applied
     return out
+
+
+@csrf_exempt
+async def predictions_root(request: HttpRequest) -> HttpResponse:
+    """``/v1/predictions``: list (GET) and create (POST, with ``Prefer: wait``)."""
+    return await _create_and_wait(_collection_view, request)
+
+
+@csrf_exempt
+async def model_predictions_create(request: HttpRequest, owner: str, name: str) -> HttpResponse:
+    return await _create_and_wait(_model_create_view, request, owner=owner, name=name)
+
+
+# The schema generator documents the DRF view each async wrapper runs.
+_wrapper: Any
+for _wrapper, _view_class in (
+    (predictions_root, PredictionCollectionApi),
+    (model_predictions_create, ModelPredictionCreateApi),
+):
+    _wrapper.cls = _view_class
+    _wrapper.initkwargs = {}
+
+
+# The old name of the create view, kept for anything that imported it.
+predictions_create = predictions_root

@@ -148,7 +148,10 @@ class Prediction(models.Model):
             "created_at": _iso(self.created_at),
             "urls": self.urls,
             "source": self.source,
-            "metrics": self.metrics,
+            "metrics": self._api_metrics(),
+            # Extensions no client rejects: the hardware it ran on and what it cost (USD).
+            "hardware": self.hardware.sku if self.hardware_id else None,
+            "cost": None if self.cost is None else f"{self.cost:f}",
         }
         if self.started_at:
             data["started_at"] = _iso(self.started_at)
@@ -161,6 +164,25 @@ class Prediction(models.Model):
             data["webhook_events_filter"] = self.webhook_events_filter
         return data
 
+    def _api_metrics(self) -> dict[str, Any]:
+        metrics = dict(self.metrics)
+        if self.started_at is not None:
+            metrics["queue_time"] = round((self.started_at - self.created_at).total_seconds(), 6)
+            # Known when this prediction waited for its instance to boot.
+            instance = self.instance if self.instance_id is not None else None
+            if instance is not None and instance.ready_at and instance.ready_at > self.created_at:
+                metrics["setup_time"] = round(
+                    (instance.ready_at - instance.created_at).total_seconds(), 6
+                )
+        return metrics
+
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# Models defined beside their logic; imported here so that Django registers them.
+from marketplace.predictions.uploads import UploadedFile  # noqa: E402
+from marketplace.predictions.webhooks import WebhookAttempt, WebhookDelivery  # noqa: E402
+
+__all__ = ["IllegalTransition", "Prediction", "UploadedFile", "WebhookAttempt", "WebhookDelivery"]

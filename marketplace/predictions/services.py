@@ -18,7 +18,7 @@ from django.utils import timezone
 from marketplace.accounts.models import Account, ApiToken, User
 from marketplace.catalog import schema
 from marketplace.catalog.models import Model, Version
-from marketplace.predictions import events
+from marketplace.predictions import events, webhooks
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.secrets import seal
 
@@ -123,6 +123,7 @@ def prediction_claim(prediction_id: str, instance_id: int) -> bool:
     )
     if claimed:
         events.publish(prediction_id, events.STATUS, {"status": Status.PROCESSING})
+        webhooks.notify(prediction_id, webhooks.START)
     return bool(claimed)
 
 
@@ -133,8 +134,10 @@ def prediction_progress(prediction_id: str, *, logs: str | None = None, output: 
         fields["logs"] = logs
     if output is not None:
         fields["output"] = output
-    if fields:
-        Prediction.objects.filter(pk=prediction_id, status=Status.PROCESSING).update(**fields)
+    if fields and Prediction.objects.filter(pk=prediction_id, status=Status.PROCESSING).update(
+        **fields
+    ):
+        webhooks.notify(prediction_id, webhooks.OUTPUT if output is not None else webhooks.LOGS)
 
 
 def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
@@ -174,6 +177,7 @@ def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
         transaction.on_commit(
             lambda: events.publish_done(prediction_id, outcome.status, outcome.error)
         )
+        transaction.on_commit(lambda: webhooks.notify(prediction_id, webhooks.COMPLETED))
     return True
 
 

@@ -245,8 +245,13 @@ def test_a_model_whose_setup_fails_fails_its_predictions_with_the_setup_logs(
     body = create(api, version.pk, {})
     assert body["status"] == "failed"
     assert "setup failed" in body["error"] and "weights missing" in body["error"]
-    instance = Instance.objects.get(version=version)
-    assert instance.state == Instance.State.FAILED and "weights missing" in instance.setup_logs
+    # The runner fails the waiting predictions first and records the instance's end next.
+    instance = wait_for(
+        lambda: Instance.objects.filter(version=version, state=Instance.State.FAILED).first(),
+        timeout=10,
+        message="the instance to be marked failed",
+    )
+    assert "weights missing" in instance.setup_logs
 
 
 def test_prefer_wait_returns_starting_when_the_window_closes_first(api, user, start_agent) -> None:  # type: ignore[no-untyped-def]
@@ -283,10 +288,15 @@ def test_a_killed_agent_leaves_truthful_state_and_its_successor_cleans_up(
     prediction = finished(body["id"], timeout=30)
     assert prediction.status == Prediction.Status.FAILED
     assert "agent restarted" in prediction.error
-    assert (
-        not Instance.objects.filter(host__name=successor.host_name, state__in=Instance.LIVE)
-        .exclude(pk__gt=prediction.instance_id)
-        .exists()
+    # The successor fails the orphaned prediction first and marks its instances stopped next.
+    wait_for(
+        lambda: (
+            not Instance.objects.filter(host__name=successor.host_name, state__in=Instance.LIVE)
+            .exclude(pk__gt=prediction.instance_id)
+            .exists()
+        ),
+        timeout=10,
+        message="the old instances to be marked stopped",
     )
     assert create(api, version.pk, {"steps": 1, "step_seconds": 0.1})["status"] == "succeeded"
 

@@ -14,3 +14,10 @@ def run_prediction(prediction_id: str, sealed_secrets: str | None = None) -> Non
             "not in a plain RQ worker"
         )
     slot.execute(prediction_id, sealed_secrets)
+
+
+def expire_prediction(prediction_id: str) -> None:
+    """Cancel-After passed: a prediction that never started ends canceled (scheduled job)."""
+    from marketplace.predictions.deadlines import expire
+
+    expire(prediction_id)

@@ -42,7 +42,7 @@ class Command(BaseCommand):
                 "off",
             ],
             "agent": [*manage, "agent"],
-            "worker": [*manage, "rqworker", "default", "webhooks", "billing"],
+            "worker": [*manage, "rqworker", "--with-scheduler", "default", "webhooks", "billing"],
         }
         processes = {
             name: subprocess.Popen(cmd, env=env, cwd=settings.BASE_DIR)

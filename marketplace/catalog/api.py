@@ -1,0 +1,375 @@
+"""``/v1/models``, versions, collections, hardware, search, account and the webhook secret."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError
+from django.db.models import Max, Q, QuerySet
+from django.db.models.functions import Coalesce
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from marketplace.accounts.models import Account, User
+from marketplace.api import openapi as o
+from marketplace.api.errors import Problem
+from marketplace.api.pagination import CursorPage
+from marketplace.catalog.models import Collection, Hardware, Model, Version
+from marketplace.catalog.serializers import (
+    ModelCreateInput,
+    ModelUpdateInput,
+    collection_to_api,
+    hardware_to_api,
+    model_to_api,
+    version_to_api,
+)
+from marketplace.predictions.models import Prediction
+
+NOT_FOUND = "The requested resource could not be found."
+MAX_MODELS_PER_ACCOUNT = 1000  # Replicate's limit
+
+
+def _user(request: Request) -> User | None:
+    return request.user if isinstance(request.user, User) else None
+
+
+def _model_for(request: Request, owner: str, name: str) -> Model:
+    """A model the caller may see; private models of others are 404."""
+    model = (
+        Model.objects.visible_to(_user(request))
+        .select_related("owner")
+        .filter(owner__username__iexact=owner, name=name)
+        .first()
+    )
+    if model is None:
+        raise Problem(404, NOT_FOUND)
+    return model
+
+
+def _owned_model(request: Request, owner: str, name: str) -> Model:
+    model = _model_for(request, owner, name)
+    if not model.is_owned_by(_user(request)):
+        raise Problem(403, "Only the model's owner may change it", "Forbidden")
+    return model
+
+
+def _page(
+    request: Request, view: APIView, queryset: QuerySet[Any], ordering: str, fn: Any
+) -> Response:
+    paginator = CursorPage()
+    paginator.ordering = ordering
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response([fn(item) for item in page or []])
+
+
+def search_text(request: Request) -> str:
+    """``QUERY /v1/models`` body: Python sends raw text, JS a JSON-encoded string (rule 12)."""
+    raw = request._request.body.decode("utf-8", "replace").strip()
+    try:
+        decoded = json.loads(raw)
+    except ValueError:
+        return raw
+    if isinstance(decoded, str):
+        return decoded.strip()
+    if isinstance(decoded, dict) and isinstance(decoded.get("query"), str):
+        return str(decoded["query"]).strip()
+    return raw
+
+
+def _matching(queryset: QuerySet[Model], text: str) -> QuerySet[Model]:
+    for word in text.split():
+        queryset = queryset.filter(
+            Q(name__icontains=word)
+            | Q(description__icontains=word)
+            | Q(owner__username__icontains=word)
+        )
+    return queryset
+
+
+class ModelCollectionApi(APIView):
+    http_method_names = ["get", "post", "query", "options"]
+
+    @extend_schema(
+        operation_id="models.list",
+        responses=o.ModelPage,
+        parameters=[
+            OpenApiParameter(
+                "sort_by", str, enum=["model_created_at", "latest_version_created_at"]
+            ),
+            OpenApiParameter("sort_direction", str, enum=["asc", "desc"]),
+            o.CURSOR,
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        sort_by = request.query_params.get("sort_by", "latest_version_created_at")
+        direction = request.query_params.get("sort_direction", "desc")
+        if sort_by not in ("model_created_at", "latest_version_created_at"):
+            raise Problem(400, "- sort_by: must be model_created_at or latest_version_created_at\n")
+        if direction not in ("asc", "desc"):
+            raise Problem(400, "- sort_direction: must be asc or desc\n")
+        models = Model.objects.filter(visibility=Model.Visibility.PUBLIC).select_related("owner")
+        field = "created_at"
+        if sort_by == "latest_version_created_at":
+            models = models.annotate(
+                latest_version_created_at=Coalesce(Max("versions__created_at"), "created_at")
+            )
+            field = "latest_version_created_at"
+        ordering = f"-{field}" if direction == "desc" else field
+        return _page(request, self, models, ordering, model_to_api)
+
+    def query(self, request: Request) -> Response:
+        text = search_text(request)
+        if not text:
+            raise Problem(400, "- query: the request body must be the search text\n")
+        models = _matching(Model.objects.visible_to(_user(request)).select_related("owner"), text)
+        return _page(request, self, models, "-created_at", model_to_api)
+
+    @extend_schema(
+        operation_id="models.create", request=ModelCreateInput, responses={201: o.ModelOut}
+    )
+    def post(self, request: Request) -> Response:
+        body = ModelCreateInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        owner = Account.objects.filter(username__iexact=data["owner"]).first()
+        if owner is None or not owner.is_member(_user(request)):
+            raise Problem(403, f"You cannot create models for {data['owner']}", "Forbidden")
+        hardware = Hardware.objects.filter(sku=data["hardware"], is_active=True).first()
+        if hardware is None:
+            raise Problem(
+                400,
+                f"- hardware: {data['hardware']} is not a hardware SKU (see GET /v1/hardware)\n",
+                "Invalid request",
+                invalid_fields=[
+                    {"type": "invalid", "field": "hardware", "description": "unknown SKU"}
+                ],
+            )
+        model = Model(
+            owner=owner,
+            name=data["name"],
+            visibility=data["visibility"],
+            default_hardware=hardware,
+            description=data.get("description", ""),
+            github_url=data.get("github_url", ""),
+            paper_url=data.get("paper_url", ""),
+            license_url=data.get("license_url", ""),
+        )
+        if owner.owned_models.count() >= MAX_MODELS_PER_ACCOUNT:
+            raise Problem(409, f"{owner.username} already has {MAX_MODELS_PER_ACCOUNT} models")
+        try:
+            model.full_clean(exclude=["cover_image"])
+            model.save()
+        except ValidationError as exc:
+            if "__all__" not in exc.message_dict:
+                pairs = [(f, m) for f, ms in exc.message_dict.items() for m in ms]
+                raise Problem(
+                    400,
+                    "".join(f"- {f}: {m}\n" for f, m in pairs),
+                    "Invalid request",
+                    invalid_fields=[
+                        {"type": "invalid", "field": f, "description": m} for f, m in pairs
+                    ],
+                ) from exc
+            raise Problem(409, f"A model named {model.full_name} already exists") from exc
+        except IntegrityError as exc:  # a concurrent create of the same name
+            raise Problem(409, f"A model named {model.full_name} already exists") from exc
+        body_out = model_to_api(model)
+        return Response(body_out, status=201, headers={"Location": body_out["url"]})
+
+
+class ModelDetailApi(APIView):
+    @extend_schema(operation_id="models.get", responses=o.ModelOut)
+    def get(self, request: Request, owner: str, name: str) -> Response:
+        return Response(model_to_api(_model_for(request, owner, name)))
+
+    @extend_schema(operation_id="models.update", request=ModelUpdateInput, responses=o.ModelOut)
+    def patch(self, request: Request, owner: str, name: str) -> Response:
+        model = _owned_model(request, owner, name)
+        body = ModelUpdateInput(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        data.pop("weights_url", None)  # accepted for compatibility; weights live in versions
+        for field, value in data.items():
+            setattr(model, field, value)
+        if data:
+            model.save(update_fields=[*data.keys(), "updated_at"])
+        return Response(model_to_api(model))
+
+    @extend_schema(operation_id="models.delete", responses={204: o.NO_CONTENT})
+    def delete(self, request: Request, owner: str, name: str) -> Response:
+        model = _owned_model(request, owner, name)
+        if model.visibility != Model.Visibility.PRIVATE:
+            raise Problem(409, "Only private models can be deleted", "Conflict")
+        if model.versions.exists():
+            raise Problem(409, "Delete the model's versions first", "Conflict")
+        model.delete()
+        return Response(status=204)
+
+
+class ModelReadmeApi(APIView):
+    @extend_schema(
+        operation_id="models.readme.get", responses={(200, "text/plain"): OpenApiTypes.STR}
+    )
+    def get(self, request: Request, owner: str, name: str) -> HttpResponse:
+        model = _model_for(request, owner, name)
+        if not model.readme:
+            raise Problem(404, "This model has no README")
+        return HttpResponse(model.readme, content_type="text/plain; charset=utf-8")
+
+
+class ModelExamplesApi(APIView):
+    @extend_schema(operation_id="models.examples.list", responses=o.PredictionPage)
+    def get(self, request: Request, owner: str, name: str) -> Response:
+        model = _model_for(request, owner, name)
+        examples = Prediction.objects.select_related(
+            "model__owner", "version", "hardware", "instance"
+        ).filter(model=model, is_example=True)
+        return _page(request, self, examples, "-created_at", lambda p: p.to_api())
+
+
+class VersionCollectionApi(APIView):
+    @extend_schema(operation_id="models.versions.list", responses=o.VersionPage)
+    def get(self, request: Request, owner: str, name: str) -> Response:
+        model = _model_for(request, owner, name)
+        return _page(
+            request, self, model.versions.filter(hidden=False), "-created_at", version_to_api
+        )
+
+
+class VersionDetailApi(APIView):
+    def _version(self, model: Model, version_id: str) -> Version:
+        version = model.versions.filter(pk=version_id).first()
+        if version is None:
+            raise Problem(404, NOT_FOUND)
+        return version
+
+    @extend_schema(operation_id="models.versions.get", responses=o.VersionOut)
+    def get(self, request: Request, owner: str, name: str, version_id: str) -> Response:
+        model = _model_for(request, owner, name)
+        return Response(version_to_api(self._version(model, version_id)))
+
+    @extend_schema(operation_id="models.versions.delete", responses={202: o.NO_CONTENT})
+    def delete(self, request: Request, owner: str, name: str, version_id: str) -> Response:
+        version = self._version(_owned_model(request, owner, name), version_id)
+        if version.predictions.exists():
+            # Predictions keep pointing at it: hide it from listings and `owner/name` runs.
+            Version.objects.filter(pk=version.pk).update(hidden=True)
+        else:
+            version.delete()
+        return Response(status=202)
+
+
+class CollectionListApi(APIView):
+    @extend_schema(operation_id="collections.list", responses=o.CollectionPage)
+    def get(self, request: Request) -> Response:
+        return _page(request, self, Collection.objects.all(), "-created_at", collection_to_api)
+
+
+class CollectionDetailApi(APIView):
+    @extend_schema(operation_id="collections.get", responses=o.CollectionOut)
+    def get(self, request: Request, slug: str) -> Response:
+        collection = Collection.objects.filter(slug=slug).first()
+        if collection is None:
+            raise Problem(404, NOT_FOUND)
+        members = list(
+            collection.members.filter(visibility=Model.Visibility.PUBLIC).select_related("owner")
+        )
+        return Response(collection_to_api(collection, members))
+
+
+class HardwareListApi(APIView):
+    @extend_schema(operation_id="hardware.list", responses=o.HardwareOut(many=True))
+    def get(self, request: Request) -> Response:
+        hardware = Hardware.objects.filter(is_active=True).order_by("price_per_second", "sku")
+        return Response([hardware_to_api(h) for h in hardware])
+
+
+class AccountApi(APIView):
+    @extend_schema(operation_id="account.get", responses=o.AccountOut)
+    def get(self, request: Request) -> Response:
+        user = _user(request)
+        assert user is not None
+        account = user.account
+        return Response(
+            {
+                "type": account.type,
+                "username": account.username,
+                "name": account.name or account.username,
+                "github_url": account.github_url or None,
+            }
+        )
+
+
+class WebhookSecretApi(APIView):
+    @extend_schema(operation_id="webhooks.default.secret.get", responses=o.SecretOut)
+    def get(self, request: Request) -> Response:
+        user = _user(request)
+        assert user is not None
+        return Response({"key": user.account.webhook_secret})
+
+
+class SearchApi(APIView):
+    """``GET /v1/search`` (Replicate's beta search): models and collections; no auth needed."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="search",
+        responses=o.SearchOut,
+        parameters=[OpenApiParameter("query", str, required=True), OpenApiParameter("limit", int)],
+    )
+    def get(self, request: Request) -> Response:
+        text = request.query_params.get("query", "").strip()
+        if not text:
+            raise Problem(
+                400,
+                "- query: required\n",
+                "Invalid request",
+                invalid_fields=[{"type": "required", "field": "query", "description": "required"}],
+            )
+        raw_limit = request.query_params.get("limit", "20")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 50:
+            raise Problem(400, "- limit: must be a whole number from 1 to 50\n", "Invalid request")
+        limit = int(raw_limit)
+        models = _matching(
+            Model.objects.visible_to(_user(request)).select_related("owner"), text
+        ).order_by("-run_count", "-created_at")[:limit]
+        collections = Collection.objects.filter(
+            Q(name__icontains=text) | Q(description__icontains=text) | Q(slug__icontains=text)
+        )[:limit]
+        return Response(
+            {
+                "query": text,
+                "models": [
+                    {
+                        "model": model_to_api(m),
+                        "metadata": {
+                            "generated_description": m.description or None,
+                            "tags": [],
+                            "score": None,
+                        },
+                    }
+                    for m in models
+                ],
+                "collections": [
+                    {
+                        **collection_to_api(c),
+                        "models": [
+                            m.full_name
+                            for m in c.members.filter(
+                                visibility=Model.Visibility.PUBLIC
+                            ).select_related("owner")
+                        ],
+                    }
+                    for c in collections
+                ],
+                "pages": [],
+            }
+        )

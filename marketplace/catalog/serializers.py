@@ -1,0 +1,81 @@
+"""The API shapes of models, versions, collections and hardware (Replicate's ``/v1``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from marketplace.catalog.models import Collection, Hardware, Model, Version
+from marketplace.predictions.models import Prediction, _iso
+
+
+def version_to_api(version: Version) -> dict[str, Any]:
+    return {
+        "id": version.id,
+        "created_at": _iso(version.created_at),
+        "cog_version": version.cog_version or "",
+        "openapi_schema": version.schema,
+    }
+
+
+def model_to_api(model: Model) -> dict[str, Any]:
+    latest = model.versions.filter(hidden=False).order_by("-created_at").first()
+    example = (
+        Prediction.objects.select_related("model__owner", "version", "hardware", "instance")
+        .filter(model=model, is_example=True)
+        .first()
+    )
+    return {
+        "url": model.url,
+        "owner": model.owner.username,
+        "name": model.name,
+        "description": model.description or None,
+        "visibility": model.visibility,
+        "github_url": model.github_url or None,
+        "paper_url": model.paper_url or None,
+        "license_url": model.license_url or None,
+        "run_count": model.run_count,
+        "cover_image_url": model.cover_image_url,
+        "is_official": False,
+        "created_at": _iso(model.created_at),
+        "default_example": example.to_api() if example else None,
+        "latest_version": version_to_api(latest) if latest else None,
+    }
+
+
+def collection_to_api(collection: Collection, models: list[Model] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": collection.name,
+        "slug": collection.slug,
+        "description": collection.description or "",
+    }
+    if models is not None:
+        data["full_description"] = collection.description or None
+        data["models"] = [model_to_api(m) for m in models]
+    return data
+
+
+def hardware_to_api(hardware: Hardware) -> dict[str, str]:
+    return {"sku": hardware.sku, "name": hardware.name}
+
+
+class ModelCreateInput(serializers.Serializer):
+    owner = serializers.CharField(max_length=39)
+    name = serializers.CharField(max_length=100)
+    visibility = serializers.ChoiceField(choices=Model.Visibility.choices)
+    hardware = serializers.CharField(max_length=40)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    github_url = serializers.URLField(required=False, allow_blank=True)
+    paper_url = serializers.URLField(required=False, allow_blank=True)
+    license_url = serializers.URLField(required=False, allow_blank=True)
+    cover_image_url = serializers.URLField(required=False, allow_blank=True)
+
+
+class ModelUpdateInput(serializers.Serializer):
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    readme = serializers.CharField(required=False, allow_blank=True)
+    github_url = serializers.URLField(required=False, allow_blank=True)
+    paper_url = serializers.URLField(required=False, allow_blank=True)
+    license_url = serializers.URLField(required=False, allow_blank=True)
+    weights_url = serializers.URLField(required=False, allow_blank=True)

@@ -1,0 +1,36 @@
+"""``Cancel-After``: a prediction still queued at its deadline ends canceled without starting.
+
+A job scheduled for the deadline (on the ``default`` queue; workers run with the RQ scheduler)
+covers predictions no instance ever picks up; runners check the deadline again when they pop the
+job, and cancel a running prediction when it passes (``workers/runner.py``).
+"""
+
+from __future__ import annotations
+
+from rq import Queue
+
+from marketplace.predictions.models import Prediction
+from marketplace.predictions.services import Outcome, prediction_finish
+from marketplace.redisconn import get_redis
+
+EXPIRE = "workers.jobs.predictions.expire_prediction"
+
+
+def schedule(prediction: Prediction) -> None:
+    if prediction.deadline is None:
+        return
+    Queue("default", connection=get_redis()).enqueue_at(
+        prediction.deadline, EXPIRE, prediction.pk, result_ttl=0, job_timeout=60
+    )
+
+
+def expire(prediction_id: str) -> bool:
+    """End the prediction as canceled if it has not started. True if it did."""
+    from workers.queues import remove_queued_prediction
+
+    prediction = Prediction.objects.filter(pk=prediction_id).only("version_id", "status").first()
+    if prediction is None or prediction.status != Prediction.Status.STARTING:
+        return False
+    remove_queued_prediction(prediction.version_id, prediction_id)
+    # Loses to a runner that claimed it meanwhile; the runner then cancels it at the deadline.
+    return prediction_finish(prediction_id, Outcome(Prediction.Status.CANCELED))

@@ -1,0 +1,144 @@
+"""``GET /v1/streams/<stream_token>``: a prediction's events as Server-Sent Events.
+
+The URL is a capability (the JS client and browsers send no credentials). Every event carries an
+``id:`` (Python's decoder drops events without one) that is its position in the prediction's
+Redis stream, so a reconnect with ``Last-Event-ID`` resumes where it left off. Only the four event
+names the clients accept are sent: ``output``, ``logs``, ``error`` and ``done``; keep-alives are
+comment lines.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.views.decorators.csrf import csrf_exempt
+
+from marketplace.predictions import events
+from marketplace.predictions.models import Prediction
+
+# An error event and the done after it come from one Redis entry; the error's id gets this suffix.
+ERROR_SUFFIX = "-e"
+
+
+def _format(event: str, event_id: str, data: str) -> str:
+    lines = "".join(f"data: {line}\n" for line in (data.split("\n") if data else [""]))
+    return f"event: {event}\nid: {event_id}\n{lines}\n"
+
+
+def _chunk_text(chunk: Any) -> str:
+    return chunk if isinstance(chunk, str) else json.dumps(chunk)
+
+
+def _before(entry_id: str) -> str:
+    """The Redis stream id just before ``entry_id`` (XREAD reads strictly after its argument)."""
+    ms, _, seq = entry_id.partition("-")
+    if seq and int(seq) > 0:
+        return f"{ms}-{int(seq) - 1}"
+    return f"{int(ms) - 1}-18446744073709551615" if int(ms) > 0 else "0"
+
+
+def _done_events(entry_id: str, data: dict[str, Any], skip_error: bool) -> list[str]:
+    status, error = data.get("status"), data.get("error")
+    out = []
+    if status == Prediction.Status.FAILED:
+        if not skip_error:
+            detail = json.dumps({"detail": error or "Prediction failed"})
+            out.append(_format("error", entry_id + ERROR_SUFFIX, detail))
+        out.append(_format("done", entry_id, json.dumps({"reason": "error"})))
+    elif status == Prediction.Status.CANCELED:
+        out.append(_format("done", entry_id, json.dumps({"reason": "canceled"})))
+    else:
+        out.append(_format("done", entry_id, "{}"))
+    return out
+
+
+def _from_database(prediction: Prediction) -> list[str]:
+    """For a finished prediction whose event stream has expired: its output, then done."""
+    stamp = f"{int(prediction.completed_at.timestamp() * 1000) if prediction.completed_at else 0}"
+    out = []
+    if prediction.status == Prediction.Status.SUCCEEDED and prediction.output is not None:
+        items = prediction.output if isinstance(prediction.output, list) else [prediction.output]
+        out = [_format("output", f"{stamp}-{i}", _chunk_text(c)) for i, c in enumerate(items)]
+    done = {"status": prediction.status, "error": prediction.error}
+    return out + _done_events(f"{stamp}-{len(out)}", done, skip_error=False)
+
+
+async def _events(prediction: Prediction, last_event_id: str) -> AsyncIterator[str]:
+    after, skip_error = "0", False
+    if last_event_id:
+        skip_error = last_event_id.endswith(ERROR_SUFFIX)
+        base = last_event_id.removesuffix(ERROR_SUFFIX)
+        if base.replace("-", "").isdigit() and base.count("-") == 1:
+            # After an error event, resume at its entry so that the done is still sent.
+            after = _before(base) if skip_error else base
+    if after == "0" and prediction.is_terminal:
+        pending = await events.aread(prediction.pk, "0", count=1)
+        if not pending:
+            for item in _from_database(prediction):
+                yield item
+            return
+    give_up = time.monotonic() + settings.PREDICTION_TIMEOUT + 600
+    while time.monotonic() < give_up:
+        batch = await events.aread(
+            prediction.pk, after, block_ms=int(settings.STREAM_KEEPALIVE_SECONDS * 1000)
+        )
+        if not batch:
+            yield ": keepalive\n\n"
+            continue
+        for event in batch:
+            after = event.id
+            if event.type == events.OUTPUT:
+                yield _format("output", event.id, _chunk_text(event.data.get("chunk")))
+            elif event.type == events.LOGS:
+                yield _format("logs", event.id, str(event.data.get("text", "")))
+            elif event.type == events.DONE:
+                for item in _done_events(event.id, event.data, skip_error):
+                    yield item
+                return
+            skip_error = False
+
+
+def _find(token: str) -> Prediction | None:
+    return (
+        Prediction.objects.filter(stream_token=token)
+        .only("id", "status", "output", "error", "completed_at")
+        .first()
+    )
+
+
+@csrf_exempt
+async def stream(request: HttpRequest, stream_token: str) -> HttpResponseBase:
+    response: HttpResponseBase
+    if request.method == "OPTIONS":
+        response = HttpResponse(status=204)
+    else:
+        prediction = await sync_to_async(_find)(stream_token)
+        if prediction is None:
+            response = HttpResponse(
+                json.dumps({"title": "Not found", "detail": "No such stream", "status": 404}),
+                status=404,
+                content_type="application/problem+json",
+            )
+        else:
+            last = request.headers.get("Last-Event-ID", "") or request.GET.get("lastEventId", "")
+            response = StreamingHttpResponse(
+                _events(prediction, last.strip()), content_type="text/event-stream"
+            )
+            response["Cache-Control"] = "no-store"
+            response["X-Accel-Buffering"] = "no"
+    # Browsers use EventSource (withCredentials); the URL itself is the only credential.
+    origin = request.headers.get("Origin")
+    response["Access-Control-Allow-Origin"] = origin or "*"
+    if origin:
+        response["Access-Control-Allow-Credentials"] = "true"
+        response["Vary"] = "Origin"
+    response["Access-Control-Allow-Headers"] = "Authorization, Last-Event-ID, Cache-Control, Accept"
+    response["Access-Control-Allow-Methods"] = "GET, OPTIONS"
+    return response
