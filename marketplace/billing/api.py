@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,6 +22,28 @@ def _user(request: Request) -> User:
 class QuoteApi(APIView):
     """``GET /v1/billing/quote?version=owner/name[:id]``: what one prediction costs at most."""
 
+    @extend_schema(
+        operation_id="billing.quote",
+        parameters=[OpenApiParameter("version", str, required=True)],
+        responses=inline_serializer(
+            "Quote",
+            {
+                "version": serializers.CharField(),
+                "model": serializers.CharField(),
+                "currency": serializers.CharField(),
+                "hardware": serializers.DictField(),
+                "pricing": serializers.ChoiceField(
+                    ["per_second", "per_prediction", "per_output_item"]
+                ),
+                "max_seconds": serializers.IntegerField(),
+                "max_cost": serializers.DecimalField(max_digits=14, decimal_places=6),
+                "unit_price": serializers.DecimalField(
+                    max_digits=14, decimal_places=6, required=False
+                ),
+                "max_output_items": serializers.IntegerField(required=False),
+            },
+        ),
+    )
     def get(self, request: Request) -> Response:
         ref = request.query_params.get("version", "").strip()
         if not ref:
@@ -33,6 +57,24 @@ class QuoteApi(APIView):
 class BalanceApi(APIView):
     """``GET /v1/billing``: credit balance, reservations and this month's spend."""
 
+    @extend_schema(
+        operation_id="billing.get",
+        responses=inline_serializer(
+            "Billing",
+            {
+                "currency": serializers.CharField(),
+                "mode": serializers.ChoiceField(["prepaid", "postpaid"]),
+                **{
+                    name: serializers.DecimalField(max_digits=14, decimal_places=6)
+                    for name in ("credit_balance", "reserved", "available_credit", "month_spend")
+                },
+                "monthly_cap": serializers.DecimalField(
+                    max_digits=14, decimal_places=6, allow_null=True
+                ),
+                "payment_blocked": serializers.BooleanField(),
+            },
+        ),
+    )
     def get(self, request: Request) -> Response:
         billing = services.billing_for(_user(request).account)
         return Response(

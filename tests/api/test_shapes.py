@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,9 @@ def normalize(value: Any, key: str = "") -> Any:
         return "<time>"
     if key in NUMBER_KEYS and isinstance(value, int | float):
         return "<number>"
+    if key == "cost" and isinstance(value, str):
+        Decimal(value)  # a decimal string, whatever the run's duration made it
+        return "<decimal>"
     if isinstance(value, str) and key != "sha256":  # checksums of fixed content stay
         for pattern, placeholder in PATTERNS:
             value = pattern.sub(placeholder, value)

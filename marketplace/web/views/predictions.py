@@ -51,7 +51,6 @@ def queue_position(prediction: Prediction) -> int | None:
 def state(prediction: Prediction) -> dict[str, Any]:
     """The prediction as the page's script redraws it."""
     data = prediction.to_api()
-    data["cost"] = str(prediction.cost) if prediction.cost is not None else None
     data["queue_position"] = queue_position(prediction)
     return data
 
