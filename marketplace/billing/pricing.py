@@ -119,12 +119,13 @@ def price_summary(version: Version) -> str:
     """One line for a model page, e.g. "$0.000100 per second on CPU" or "$0.01 per image"."""
     if version.unit_price is not None:
         unit = "prediction" if version.price_unit == Version.PriceUnit.PREDICTION else "output"
-        return f"${_plain(version.unit_price)} per {unit}"
+        return f"${plain(version.unit_price)} per {unit}"
     hardware = version.model.default_hardware
-    return f"${_plain(hardware.price_per_second)} per second on {hardware.name}"
+    return f"${plain(hardware.price_per_second)} per second on {hardware.name}"
 
 
-def _plain(value: Decimal) -> str:
+def plain(value: Decimal) -> str:
+    """Dollars without trailing zeros but with at least cents: 25.93, 0.000005, 4.50."""
     text = format(value.normalize(), "f")
     whole, _, fraction = text.partition(".")
     return f"{whole}.{fraction.ljust(2, '0')}"

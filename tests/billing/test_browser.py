@@ -95,7 +95,7 @@ def test_buying_credits_in_the_browser(
     )
 
     page.goto(f"{web.url}/billing/")
-    assert page.get_by_test_id("balance").inner_text() == "$0.930000"
+    assert page.get_by_test_id("balance").inner_text() == "$0.93"
     assert page.locator("svg.chart rect").count() == 1
     assert page.locator("table.usage tbody tr").count() == 2
 
@@ -108,12 +108,12 @@ def test_buying_credits_in_the_browser(
 
     def credited() -> bool:
         page.reload()
-        return bool(page.get_by_test_id("balance").inner_text() == "$25.930000")
+        return bool(page.get_by_test_id("balance").inner_text() == "$25.93")
 
     for _ in range(60):
         if credited():
             break
         page.wait_for_timeout(500)
-    assert page.get_by_test_id("balance").inner_text() == "$25.930000"
+    assert page.get_by_test_id("balance").inner_text() == "$25.93"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "billing-page.png"), full_page=True)

@@ -43,8 +43,8 @@ def test_page_shows_balance_spend_chart_usage_and_says_stripe_is_off(
     page = client.get("/billing/").content.decode()
     assert 'data-testid="stripe-not-configured"' in page
     assert "Stripe is not configured" in page
-    assert "$4.950000" in page  # 5 - 0.02 - 0.03 paid from credit
-    assert "$0.050000" in page  # this month
+    assert "$4.95" in page  # 5 - 0.02 - 0.03 paid from credit
+    assert "$0.05" in page  # this month
     assert page.count("<rect ") == 1  # one day, one model+hardware series
     assert "alice/hello · CPU" in page
     assert first.id in page
@@ -112,7 +112,7 @@ def test_owner_sees_use_of_their_models_and_outsiders_see_only_their_own(
     client.force_login(user)
     page = client.get("/billing/").content.decode()
     assert "Your models, used by others" in page
-    assert "$0.040000" in page and theirs.id not in page
+    assert "$0.04" in page and theirs.id not in page
     client.force_login(outsider)
     page = client.get("/billing/").content.decode()
     assert theirs.id in page and "Your models, used by others" not in page
@@ -131,3 +131,16 @@ def test_webhook_without_a_secret_is_refused(client: Client) -> None:
         client.post("/billing/stripe/webhook/", "{}", content_type="application/json").status_code
         == 400
     )
+
+
+def test_amounts_read_as_dollars_and_stay_exact() -> None:
+    from decimal import Decimal
+
+    from marketplace.billing.templatetags.money import usd
+
+    assert usd(Decimal("25.930000")) == "$25.93"
+    assert usd(Decimal("0.000005")) == "$0.000005"
+    assert usd(Decimal("4.5")) == "$4.50"
+    assert usd(Decimal("10")) == "$10.00"
+    assert usd(Decimal("-0.25")) == "-$0.25"
+    assert usd(None) == ""
