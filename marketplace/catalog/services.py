@@ -30,13 +30,20 @@ def _source_digest(path: Path, schema: dict) -> str:
 
 
 def _readme_and_description(path: Path) -> tuple[str, str]:
+    """The README, and its first paragraph (which may wrap over lines) as the description."""
     readme_file = path / "README.md"
     readme = readme_file.read_text(encoding="utf-8") if readme_file.exists() else ""
+    paragraph: list[str] = []
     for line in readme.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
-            return readme, line[:500]
-    return readme, ""
+            paragraph.append(line)
+        elif paragraph:
+            break
+    description = " ".join(paragraph)
+    if len(description) > 500:
+        description = description[:499].rsplit(" ", 1)[0] + "…"
+    return readme, description
 
 
 def version_publish_local(

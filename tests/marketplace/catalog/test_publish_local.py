@@ -7,6 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from marketplace.catalog.models import Model, Version
+from marketplace.catalog.services import version_publish_local
 from tests.factories import EXAMPLES, FIXTURES, UserFactory, cpu
 
 pytestmark = pytest.mark.django_db
@@ -100,3 +101,13 @@ def test_seed_demo_refuses_to_run_without_debug(settings) -> None:  # type: igno
     settings.DEBUG = False
     with pytest.raises(CommandError, match="DEBUG"):
         call_command("seed_demo")
+
+
+def test_the_description_is_the_whole_first_paragraph_of_the_readme(owner) -> None:  # type: ignore[no-untyped-def]
+    version, _ = version_publish_local(
+        path=EXAMPLES / "text-stream", owner=owner.account, name="ts"
+    )
+    description = version.model.description
+    assert description.startswith('A tiny "language model"')
+    assert description.endswith(".")  # not cut where the README's line wraps
+    assert "\n" not in description and len(description) <= 500
