@@ -149,7 +149,9 @@ def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
     now = timezone.now()
     with transaction.atomic():
         prediction = (
-            Prediction.objects.select_for_update()
+            Prediction.objects.select_for_update(of=("self",))
+            .select_related("version", "hardware")
+            .defer("version__openapi_schema")  # billing needs the version's price, not its schema
             .filter(pk=prediction_id, status__in=ACTIVE)
             .first()
         )
@@ -172,12 +174,15 @@ def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
         if outcome.logs is not None:
             prediction.logs = outcome.logs
             update.append("logs")
+        # The ledger entry, the cost and the released reservation: in the same transaction.
+        billing.settle(prediction)
+        update.append("cost")
         prediction.save(update_fields=update)
-        billing.settle(prediction)  # ledger entry, cost, released reservation: same transaction
         transaction.on_commit(
             lambda: events.publish_done(prediction_id, outcome.status, outcome.error)
         )
-        transaction.on_commit(lambda: webhooks.notify(prediction_id, webhooks.COMPLETED))
+        if prediction.webhook:
+            transaction.on_commit(lambda: webhooks.notify(prediction_id, webhooks.COMPLETED))
     return True
 
 
