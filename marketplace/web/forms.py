@@ -99,12 +99,6 @@ class VersionPriceForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.version = version
 
-    def clean_unit_price(self) -> Decimal | None:
-        value: Decimal | None = self.cleaned_data["unit_price"]
-        if value is not None and not value.is_finite():
-            raise forms.ValidationError("Enter a number of dollars.")
-        return value
-
     def save(self) -> Version:
         version = self.version
         version.unit_price = self.cleaned_data["unit_price"]
