@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
 from marketplace.accounts.models import Account, User
-from marketplace.catalog.models import Hardware, Model
+from marketplace.catalog.models import Hardware, Model, Version
 
 # First path segments the site uses itself: an account with one of these names would be
 # unreachable at /<name>.
@@ -62,3 +63,45 @@ class ModelEditForm(forms.ModelForm):
         fields = ("description", "readme", "cover_image", "visibility")
         widgets = {"readme": forms.Textarea(attrs={"rows": 16})}
         help_texts = {"readme": "Markdown. Scripts, styles and event handlers are removed."}
+
+
+# The most an owner may charge per prediction or output item from the site; staff can set more
+# with `manage.py set_price`.
+MAX_UNIT_PRICE = Decimal(1000)
+
+
+class VersionPriceForm(forms.Form):
+    """A version's flat price: charged instead of hardware time; empty = hardware time."""
+
+    unit_price = forms.DecimalField(
+        label="Price (USD)",
+        required=False,
+        min_value=Decimal(0),
+        max_value=MAX_UNIT_PRICE,
+        max_digits=12,
+        decimal_places=6,
+        help_text="Empty: charge hardware time instead.",
+    )
+    price_unit = forms.ChoiceField(
+        label="Per",
+        choices=[
+            (Version.PriceUnit.PREDICTION, "prediction"),
+            (Version.PriceUnit.OUTPUT_ITEM, "output item"),
+        ],
+    )
+
+    def __init__(self, *args: Any, version: Version, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "initial", {"unit_price": version.unit_price, "price_unit": version.price_unit}
+        )
+        # One form per version on a page: ids must differ, names stay plain.
+        kwargs.setdefault("auto_id", f"id_%s_{version.pk[:12]}")
+        super().__init__(*args, **kwargs)
+        self.version = version
+
+    def save(self) -> Version:
+        version = self.version
+        version.unit_price = self.cleaned_data["unit_price"]
+        version.price_unit = self.cleaned_data["price_unit"]
+        version.save(update_fields=["unit_price", "price_unit"])
+        return version

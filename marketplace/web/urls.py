@@ -44,12 +44,22 @@ urlpatterns = [
     path("p/<str:prediction_id>/events", predictions.prediction_events, name="prediction-events"),
     path("p/<str:prediction_id>/cancel", predictions.cancel, name="prediction-cancel"),
     path("p/<str:prediction_id>/feature", predictions.feature, name="prediction-feature"),
+    path(
+        "p/<str:prediction_id>/webhooks/<str:message_id>/redeliver",
+        predictions.redeliver_webhook,
+        name="prediction-redeliver",
+    ),
     # Profiles and models: last, since their first segment is anyone's name.
     path("<str:username>", catalog.profile, name="profile"),
     path("<str:owner>/<str:name>", models.model_page, name="model"),
     path("<str:owner>/<str:name>/run", models.run, name="model-run"),
     path("<str:owner>/<str:name>/api", models.model_api, name="model-api"),
     path("<str:owner>/<str:name>/versions", models.model_versions, name="model-versions"),
+    path(
+        "<str:owner>/<str:name>/versions/<str:version_id>/price",
+        models.version_price,
+        name="version-price",
+    ),
     path("<str:owner>/<str:name>/examples", models.model_examples, name="model-examples"),
     path("<str:owner>/<str:name>/edit", owners.model_edit, name="model-edit"),
     path("<str:owner>/<str:name>/push", owners.model_push, name="model-push"),

@@ -209,6 +209,8 @@ def test_widgets_by_role_and_inline_errors_create_nothing(
     expect(page.get_by_role("textbox", name="Code")).to_have_value("AB-12")
     expect(page.get_by_role("switch", name="Legacy Mode")).to_be_visible()
     expect(page.get_by_text("deprecated", exact=True)).to_be_visible()
+    # What a run costs, before running it (CPU time, at most the prediction timeout).
+    expect(page.locator("#cost")).to_contain_text(re.compile(r"per second on CPU · at most \$"))
     shot(page, "model-input-types")
 
     # The browser checks the schema's constraints first...

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from marketplace.catalog.models import Collection, Model, Version
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import Outcome, prediction_create, prediction_finish
+from marketplace.predictions.webhooks import WebhookAttempt, WebhookDelivery
 from tests.factories import UserFactory, cpu, publish
 
 pytestmark = pytest.mark.django_db
@@ -89,3 +90,40 @@ def test_pages_make_the_same_queries_with_5_or_500_models(
     assert many == few
     # And the numbers stay small: session, user and the page's own few queries.
     assert max(many.values()) <= 12, many
+
+
+def test_prediction_page_queries_do_not_grow_with_webhook_deliveries(user: Any) -> None:
+    client = Client()
+    client.force_login(user)
+    hello = publish(user, "hello", "hello")
+    prediction = prediction_create(
+        version=hello, input={"text": "x"}, account=user.account, created_by=user
+    )
+    prediction_finish(prediction.pk, Outcome("succeeded", output="hello x"))
+
+    def add_deliveries(count: int) -> None:
+        deliveries = WebhookDelivery.objects.bulk_create(
+            WebhookDelivery(
+                prediction=prediction,
+                event="completed",
+                url="https://example.com/hook",
+                payload={},
+                status=WebhookDelivery.Status.FAILED,
+            )
+            for _ in range(count)
+        )
+        WebhookAttempt.objects.bulk_create(
+            WebhookAttempt(delivery=d, response_status=500) for d in deliveries for _ in range(3)
+        )
+
+    def page_queries() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            response = client.get(f"/p/{prediction.pk}")
+        assert response.status_code == 200
+        return len(ctx.captured_queries)
+
+    add_deliveries(1)
+    few = page_queries()
+    add_deliveries(20)
+    assert page_queries() == few
+    assert few <= 12

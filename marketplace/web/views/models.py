@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -11,9 +12,11 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from marketplace.accounts.models import User
+from marketplace.billing import pricing
 from marketplace.catalog import formspec
 from marketplace.catalog.models import Model, Version
 from marketplace.predictions.models import Prediction
@@ -24,7 +27,8 @@ from marketplace.predictions.services import (
 )
 from marketplace.registry.models import ImagePush
 from marketplace.web import playground
-from marketplace.web.access import model_for, prediction_for, versions_of
+from marketplace.web.access import model_for, owned_model_for, prediction_for, versions_of
+from marketplace.web.forms import VersionPriceForm
 from marketplace.web.rendering import describe, markdown_html, render_output
 
 
@@ -63,6 +67,8 @@ def _playground(
 ) -> HttpResponse:
     fields = formspec.input_fields(version.schema) if version else []
     bound = playground.bind(fields, values, errors)
+    if version is not None:
+        context["cost"] = cost_line(model, version)
     return _page(
         request,
         model,
@@ -128,6 +134,7 @@ def run(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         # Validate before storing uploads, so a mistake elsewhere in the form leaves nothing.
         _, invalid = version.validate_input(payload)
         errors = playground.field_errors(invalid)
+    payment_required = False
     if not errors:
         stored: list[str] = []
         for field_name, files in uploads.items():
@@ -150,11 +157,30 @@ def run(request: HttpRequest, owner: str, name: str) -> HttpResponse:
             errors = playground.field_errors(exc.errors)
         except PaymentRequired as exc:
             errors = {"__all__": str(exc) or "Your account cannot pay for this prediction."}
+            payment_required = True
         else:
             return redirect("prediction", prediction_id=prediction.pk)
         _delete_uploads(stored)
     values = playground.raw_values(fields, request.POST)
-    return _playground(request, model, version, values, errors, status=422)
+    return _playground(
+        request, model, version, values, errors, status=422, payment_required=payment_required
+    )
+
+
+def cost_line(model: Model, version: Version) -> str:
+    """What a run costs, from billing's quote: "$0.0001 per second on CPU · at most $0.18 per
+    run" or "$0.01 per prediction" (a flat price replaces hardware time)."""
+    version.model = model  # already loaded with its hardware: no extra queries
+    quote = pricing.quote(version)
+    line = pricing.price_summary(version)
+    if quote["pricing"] != "per_prediction":
+        line += f" · at most ${_dollars(quote['max_cost'])} per run"
+    return line
+
+
+def _dollars(amount: str) -> str:
+    whole, _, fraction = format(Decimal(amount).normalize(), "f").partition(".")
+    return f"{whole}.{fraction.ljust(2, '0')}"
 
 
 def _delete_uploads(urls: list[str]) -> None:
@@ -175,6 +201,7 @@ def model_api(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         public_url=settings.PUBLIC_URL,
         example_json=json.dumps(example, indent=2),
         example_python=_python_literal(example),
+        cost=cost_line(model, version) if version else "",
     )
 
 
@@ -191,12 +218,48 @@ def _py(value: Any) -> str:
 
 
 def model_versions(request: HttpRequest, owner: str, name: str) -> HttpResponse:
-    model = model_for(request.user, owner, name)
+    return _versions_page(request, model_for(request.user, owner, name))
+
+
+def _versions_page(
+    request: HttpRequest, model: Model, failed: VersionPriceForm | None = None, status: int = 200
+) -> HttpResponse:
     versions = list(versions_of(model)[:50])
+    is_owner = model.is_owned_by(request.user)
     rows = []
     for newer, older in zip(versions, [*versions[1:], None], strict=True):
-        rows.append({"version": newer, "changes": _schema_changes(older, newer)})
-    return _page(request, model, "versions", rows=rows)
+        newer.model = model
+        row: dict[str, Any] = {
+            "version": newer,
+            "changes": _schema_changes(older, newer),
+            "price": pricing.price_summary(newer),
+        }
+        if is_owner:
+            # The form that failed keeps what was typed and its errors; the others show prices.
+            row["price_form"] = (
+                failed
+                if failed is not None and failed.version.pk == newer.pk
+                else VersionPriceForm(version=newer)
+            )
+        rows.append(row)
+    return _page(request, model, "versions", rows=rows, price_error=failed, status=status)
+
+
+@login_required
+@require_POST
+def version_price(request: HttpRequest, owner: str, name: str, version_id: str) -> HttpResponse:
+    """The owner sets or clears a version's flat price (per prediction or per output item)."""
+    model = owned_model_for(request.user, owner, name)
+    version = versions_of(model).filter(pk=version_id).first()
+    if version is None:
+        raise Http404("No such version")
+    version.model = model
+    form = VersionPriceForm(request.POST, version=version)
+    if not form.is_valid():
+        return _versions_page(request, model, failed=form, status=422)
+    form.save()
+    url = reverse("model-versions", kwargs={"owner": model.owner.username, "name": model.name})
+    return redirect(f"{url}#v-{version.pk[:12]}")
 
 
 def _schema_changes(older: Version | None, newer: Version) -> list[str]:

@@ -18,12 +18,15 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from marketplace.accounts.models import AnyUser
 from marketplace.catalog import formspec
 from marketplace.predictions import events
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import prediction_cancel
+from marketplace.predictions.webhooks import WebhookDelivery, redeliver
 from marketplace.web import playground
 from marketplace.web.access import prediction_for
 from marketplace.web.rendering import render_output
@@ -48,9 +51,16 @@ def queue_position(prediction: Prediction) -> int | None:
         return None
 
 
-def state(prediction: Prediction) -> dict[str, Any]:
+# Where an account sends its webhooks is its own business, even on a featured example.
+PRIVATE_KEYS = ("webhook", "webhook_events_filter")
+
+
+def state(prediction: Prediction, viewer: AnyUser) -> dict[str, Any]:
     """The prediction as the page's script redraws it."""
     data = prediction.to_api()
+    if not prediction.account.is_member(viewer):
+        for key in PRIVATE_KEYS:
+            data.pop(key, None)
     data["queue_position"] = queue_position(prediction)
     return data
 
@@ -64,6 +74,7 @@ def prediction_page(request: HttpRequest, prediction_id: str) -> HttpResponse:
         (b.f, b) for b in playground.bind(fields, prediction.input) if b.f.name in prediction.input
     ]
     model = prediction.model
+    is_mine = prediction.account.is_member(request.user)
     context = {
         "prediction": prediction,
         "model": model,
@@ -71,8 +82,12 @@ def prediction_page(request: HttpRequest, prediction_id: str) -> HttpResponse:
         "secret_names": {f.name for f in fields if f.secret},
         "output_html": render_output(prediction.output, spec),
         "spec_json": spec.as_dict(),
-        "state_json": state(prediction),
-        "is_mine": prediction.account.is_member(request.user),
+        "state_json": state(prediction, request.user),
+        "is_mine": is_mine,
+        # The webhook delivery log is the account's business only (it shows their URLs).
+        "deliveries": list(prediction.webhook_deliveries.prefetch_related("attempts"))
+        if is_mine
+        else [],
         "can_feature": model.is_owned_by(request.user)
         and prediction.account.is_member(request.user)
         and prediction.status == Prediction.Status.SUCCEEDED,
@@ -82,7 +97,7 @@ def prediction_page(request: HttpRequest, prediction_id: str) -> HttpResponse:
 
 
 def prediction_json(request: HttpRequest, prediction_id: str) -> JsonResponse:
-    return JsonResponse(state(prediction_for(request.user, prediction_id)))
+    return JsonResponse(state(prediction_for(request.user, prediction_id), request.user))
 
 
 def _sse(event_id: str | None, event: str, data: dict[str, Any]) -> bytes:
@@ -161,3 +176,19 @@ def feature(request: HttpRequest, prediction_id: str) -> HttpResponse:
         raise Http404("Only succeeded predictions can be examples")
     Prediction.objects.filter(pk=prediction.pk).update(is_example=featured)
     return redirect("prediction", prediction_id=prediction.pk)
+
+
+@login_required
+@require_POST
+def redeliver_webhook(request: HttpRequest, prediction_id: str, message_id: str) -> HttpResponse:
+    """Send a delivered or failed webhook once more (same webhook-id), like the API's redeliver."""
+    prediction = prediction_for(request.user, prediction_id)
+    if not prediction.account.is_member(request.user):
+        raise Http404("No such prediction")
+    delivery = WebhookDelivery.objects.filter(prediction=prediction, message_id=message_id).first()
+    if delivery is None:
+        raise Http404("No such webhook delivery")
+    # A pending delivery is already on its way (or waiting for its next retry).
+    if delivery.status != WebhookDelivery.Status.PENDING:
+        redeliver(delivery)
+    return redirect(reverse("prediction", args=[prediction.pk]) + "#webhooks")
