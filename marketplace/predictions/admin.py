@@ -64,9 +64,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         description="Redeliver (one more attempt now, same webhook-id)",
         permissions=["redeliver"],
     )
-    def redeliver_selected(
-        self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]
-    ) -> None:
+    def redeliver_selected(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         count = 0
         for delivery in queryset:
             redeliver(delivery)

@@ -30,6 +30,7 @@ from marketplace.predictions.ids import new_capability_token, new_prediction_id
 
 logger = logging.getLogger(__name__)
 
+
 def upload_path(instance: UploadedFile, filename: str) -> str:
     return f"uploads/{new_capability_token()}/{filename}"
 

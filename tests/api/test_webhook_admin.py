@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,13 +12,21 @@ from django.test import Client
 from marketplace.predictions import webhooks
 from marketplace.predictions.services import prediction_claim
 from marketplace.predictions.webhooks import WebhookDelivery
-from tests.api.test_webhooks import create, receiver  # noqa: F401 — the fixture
+from tests.api.test_webhooks import Receiver, create
 from tests.conftest import wait_for
 from tests.factories import UserFactory, publish
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CHANGELIST = "/admin/predictions/webhookdelivery/"
+
+
+@pytest.fixture
+def hook() -> Iterator[Receiver]:
+    """A loopback receiver answering 500 once, then 200."""
+    receiver = Receiver([500])
+    yield receiver
+    receiver.close()
 
 
 def staff_client(**perms: bool) -> Client:
@@ -27,7 +36,7 @@ def staff_client(**perms: bool) -> Client:
     return client
 
 
-def failed_delivery(api: Any, user: Any, hook: Any) -> WebhookDelivery:
+def failed_delivery(api: Any, user: Any, hook: Receiver) -> WebhookDelivery:
     prediction = create(api, publish(user, "hello"), hook.url, ["start"])
     prediction_claim(prediction.id, None)  # type: ignore[arg-type]
     delivery = WebhookDelivery.objects.get(prediction=prediction)
@@ -38,9 +47,8 @@ def failed_delivery(api: Any, user: Any, hook: Any) -> WebhookDelivery:
 
 
 def test_staff_redeliver_from_the_admin_and_a_worker_sends_it_again(
-    api: Any, user: Any, receiver: Any, start_worker: Any  # noqa: F811
+    api: Any, user: Any, hook: Receiver, start_worker: Any
 ) -> None:
-    hook = receiver(500)
     delivery = failed_delivery(api, user, hook)
     admin = staff_client(is_superuser=True)
 
@@ -70,8 +78,8 @@ def test_staff_redeliver_from_the_admin_and_a_worker_sends_it_again(
     assert [r[1]["webhook-id"] for r in hook.requests] == [delivery.message_id] * 2
 
 
-def test_view_only_staff_cannot_redeliver_or_edit(api: Any, user: Any, receiver: Any) -> None:  # noqa: F811
-    delivery = failed_delivery(api, user, receiver(500))
+def test_view_only_staff_cannot_redeliver_or_edit(api: Any, user: Any, hook: Receiver) -> None:
+    delivery = failed_delivery(api, user, hook)
     viewer = UserFactory(username="viewer", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_webhookdelivery"))
     client = Client()
