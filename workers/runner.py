@@ -97,11 +97,23 @@ class InstanceRunner(threading.Thread):
             self._last_active = time.monotonic()
 
     def recycle(self, reason: str) -> None:
-        """Stop this instance after the current predictions (a wedged or untrustworthy server)."""
+        """Stop this instance after the current predictions (a wedged or untrustworthy server).
+
+        Callers recycle *before* they fail the prediction that showed the problem, so whoever
+        sees that prediction fail also sees its instance going away.
+        """
         logger.warning("recycling instance %s: %s", self.instance.pk, reason)
         self.exit_reason = reason
         queues.deregister_instance(self.version.pk, self.instance.pk)
+        self._mark(Instance.State.STOPPING)
         self.stopping.set()
+
+    def _mark(self, state: str, reason: str = "") -> None:
+        """Record the instance's state; never moves an ended (stopped/failed) instance back."""
+        fields: dict[str, Any] = {"state": state}
+        if state in (Instance.State.STOPPED, Instance.State.FAILED):
+            fields.update(stopped_at=timezone.now(), stop_reason=reason[:500])
+        Instance.objects.filter(pk=self.instance.pk, state__in=Instance.LIVE).update(**fields)
 
     def webhook_url(self, prediction_id: str) -> str:
         return f"{self.agent.callback_base}/hooks/{prediction_id}"
@@ -166,9 +178,8 @@ class InstanceRunner(threading.Thread):
             self.agent.hooks.remove_token(self.token)
             queues.deregister_instance(self.version.pk, self.instance.pk)
             queues.clear_start_request(self.version.pk)
-            Instance.objects.filter(pk=self.instance.pk).update(
-                state=final_state, stopped_at=timezone.now(), stop_reason=reason[:500]
-            )
+            # A crash or a failed setup already recorded the end, before failing predictions.
+            self._mark(final_state, reason)
             self.agent.runner_ended(self)
             # Work that arrived while this instance was going away must not wait for the next
             # prediction to ask for an instance.
@@ -201,6 +212,9 @@ class InstanceRunner(threading.Thread):
                 if code is not None:
                     self.exit_reason = f"The model server stopped unexpectedly (exit code {code})"
                     logger.warning("instance %s: %s", self.instance.pk, self.exit_reason)
+                    queues.deregister_instance(self.version.pk, self.instance.pk)
+                    # The instance is failed before any slot fails its prediction (on `dead`).
+                    self._mark(Instance.State.FAILED, self.exit_reason)
                     self.dead.set()
                     self.recycle(self.exit_reason)
                     break
@@ -209,7 +223,7 @@ class InstanceRunner(threading.Thread):
                 self.stopping.wait(0.1)
         finally:
             self.stopping.set()
-            Instance.objects.filter(pk=self.instance.pk).update(state=Instance.State.STOPPING)
+            self._mark(Instance.State.STOPPING)
             for slot in slots:
                 slot.join()
             self.client.close()
@@ -236,7 +250,9 @@ class InstanceRunner(threading.Thread):
         self._setup_failed = True
         logs = exc.logs.strip()
         error = f"{exc}." + (f"\n\n{logs[-4000:]}" if logs else "")
+        # The instance is failed first: whoever sees a prediction fail sees why, and where.
         Instance.objects.filter(pk=self.instance.pk).update(setup_logs=logs[-20000:])
+        self._mark(Instance.State.FAILED, str(exc))
         for prediction_id in queues.drain_version_queue(self.version.pk):
             prediction_finish(prediction_id, Outcome(Status.FAILED, error=error))
 
@@ -322,8 +338,8 @@ class Slot(threading.Thread):
             except httpx.TransportError as exc:
                 time.sleep(0.2)  # let the supervisor notice a dead server and say why
                 error = runner.exit_reason or f"The model server could not be reached: {exc}"
-                prediction_finish(prediction_id, Outcome(Status.FAILED, error=error))
                 runner.recycle(error)
+                prediction_finish(prediction_id, Outcome(Status.FAILED, error=error))
                 return
             self._collect(prediction, mailbox)
         finally:
@@ -428,10 +444,10 @@ class Slot(threading.Thread):
                     with contextlib.suppress(httpx.TransportError):
                         runner.client.cancel(pid)
             if stop_outcome is not None and now - stop_sent > CANCEL_GRACE_SECONDS:
+                runner.recycle("the model did not acknowledge a cancel")
                 prediction_finish(
                     pid, Outcome(stop_outcome.status, error=stop_outcome.error, logs=logs_seen)
                 )
-                runner.recycle("the model did not acknowledge a cancel")
                 return
 
     def _finish(self, pid: str, payload: dict[str, Any], logs: str, stop: Outcome | None) -> None:

@@ -10,19 +10,25 @@ hands the input to Cog.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import logging
+import os
 import time
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from django.conf import settings
+from django.core.files.storage import Storage
 from django.db import models
 from django.utils import timezone
 
 from marketplace.accounts.models import Account, User
 from marketplace.predictions.ids import new_capability_token, new_prediction_id
+
+logger = logging.getLogger(__name__)
 
 
 def upload_path(instance: UploadedFile, filename: str) -> str:
@@ -171,14 +177,71 @@ def _replace(value: Any, urls: dict[str, str]) -> Any:
 
 
 def resolve_inputs(payload: dict[str, Any]) -> dict[str, Any]:
-    """Swap our file URLs for signed download URLs a model server can fetch without a token."""
+    """Swap our file URLs for signed download URLs a model server can fetch without a token.
+
+    Raises ``ValueError`` naming the field when a file expired (or was purged or deleted) while
+    the prediction waited: the model could not download it anyway.
+    """
     refs = _walk(payload, "input")
     if not refs:
         return payload
-    files = UploadedFile.objects.select_related("account").filter(
-        pk__in=[file_id for _, file_id in refs]
+    files = (
+        UploadedFile.objects.live()
+        .select_related("account")
+        .filter(pk__in=[file_id for _, file_id in refs])
     )
     ttl = settings.PREDICTION_TIMEOUT + 3600
     urls = {f.pk: f.signed_download_url(ttl) for f in files}
+    gone = [(field, file_id) for field, file_id in refs if file_id not in urls]
+    if gone:
+        field, file_id = gone[0]
+        raise ValueError(
+            f"The file {file_id} given as {field} has expired or was deleted before the "
+            "prediction started; upload it again."
+        )
     resolved: dict[str, Any] = _replace(payload, urls)
     return resolved
+
+
+def _remove_empty_parent(storage: Storage, name: str) -> None:
+    """Uploads live alone under ``uploads/<token>/``: drop that directory once it is empty
+    (filesystem storage only; object stores have no directories)."""
+    try:
+        parent = os.path.dirname(storage.path(name))
+    except NotImplementedError:
+        return
+    with contextlib.suppress(OSError):  # not empty, or already gone
+        os.rmdir(parent)
+
+
+def purge_expired(*, batch_size: int = 500, now: Any = None) -> int:
+    """Delete uploads past ``expires_at``: their stored content first, then the row. Returns how
+    many were purged.
+
+    Content goes first so that a failure in between leaves an expired row (refused everywhere,
+    and retried by the next run) rather than content nothing points at. Rows are taken with
+    ``SKIP LOCKED`` in batches, so several purgers (or a purge beside the API's own deletes) never
+    fight over a row.
+    """
+    from django.db import transaction
+
+    cutoff = now or timezone.now()
+    purged = 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                UploadedFile.objects.select_for_update(skip_locked=True)
+                .filter(expires_at__lte=cutoff)
+                .order_by("expires_at")[:batch_size]
+            )
+            if not rows:
+                return purged
+            for row in rows:
+                name = row.content.name
+                if name:
+                    storage = row.content.storage
+                    storage.delete(name)  # a missing file is not an error
+                    _remove_empty_parent(storage, name)
+            UploadedFile.objects.filter(pk__in=[r.pk for r in rows]).delete()
+        purged += len(rows)
+        logger.info("purged %d expired upload(s)", len(rows))

@@ -34,6 +34,9 @@ class ImagePush(models.Model):
     pushed_by = models.CharField(max_length=150, blank=True)
     event_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Set when the manifest was deleted from the registry (its version is hidden then); cleared
+    # if the same manifest is pushed again.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

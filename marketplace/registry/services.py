@@ -4,6 +4,11 @@ The registry notifies :func:`handle_notification` of every manifest push (at lea
 in-memory queue). Each push is recorded once as an :class:`ImagePush` keyed by repository +
 digest, so redeliveries and :func:`reconcile` passes are no-ops; an image that is not a Cog image
 is recorded as rejected with the reason, which the model page shows.
+
+Deletes: when a recorded manifest is deleted, its version is hidden (it can no longer be pulled,
+so it can no longer run on a host that does not have it). Notifications may be redelivered and
+reordered, so they are hints: before hiding (or, on a push of a deleted digest, restoring) a
+version, the registry is asked whether the manifest exists now.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from marketplace.accounts.models import Account
 from marketplace.catalog.models import Hardware, Model, Version
@@ -114,6 +120,10 @@ class RegistryClient:
             raise RegistryError(f"config blob of {repository}: HTTP {response.status_code}")
         return response.json()
 
+    def manifest_exists(self, repository: str, digest: str) -> bool:
+        response = self._get(f"/v2/{repository}/manifests/{digest}", self._pull(repository), ACCEPT)
+        return response.status_code == 200
+
     def tags(self, repository: str) -> list[str]:
         response = self._get(f"/v2/{repository}/tags/list", self._pull(repository))
         if response.status_code == 404:
@@ -192,6 +202,8 @@ def record_push(
     """Publish (or reject) one pushed manifest. Idempotent: a known digest returns its record."""
     existing = ImagePush.objects.filter(repository=repository, digest=digest).first()
     if existing is not None:
+        if existing.deleted_at is not None:
+            return _restore_if_back(existing, client)
         return existing
     own_client = client is None
     client = client or RegistryClient()
@@ -240,13 +252,69 @@ def record_push(
             client.close()
 
 
+def _restore_if_back(push: ImagePush, client: RegistryClient | None) -> ImagePush:
+    """A push of a digest recorded as deleted: if the manifest is there again, so is the version.
+    (A late redelivery of the original push finds it still gone and changes nothing.)"""
+    own_client = client is None
+    client = client or RegistryClient()
+    try:
+        if not client.manifest_exists(push.repository, push.digest):
+            return push
+    finally:
+        if own_client:
+            client.close()
+    with transaction.atomic():
+        ImagePush.objects.filter(pk=push.pk).update(deleted_at=None)
+        if push.version_id is not None:
+            Version.objects.filter(pk=push.version_id).update(hidden=False)
+    logger.info("%s@%s was pushed again: version restored", push.repository, push.digest)
+    push.refresh_from_db()
+    return push
+
+
+def record_delete(
+    repository: str, digest: str, *, client: RegistryClient | None = None
+) -> ImagePush | None:
+    """A manifest was deleted: hide the version it backed. Idempotent; None when the digest is
+    not a recorded manifest (blob deletes carry a digest too) or the manifest is back."""
+    push = ImagePush.objects.filter(repository=repository, digest=digest).first()
+    if push is None:
+        return None
+    if push.deleted_at is not None:
+        return push  # a redelivery
+    own_client = client is None
+    client = client or RegistryClient()
+    try:
+        if client.manifest_exists(repository, digest):
+            return None  # pushed again since: the delete is stale
+    finally:
+        if own_client:
+            client.close()
+    with transaction.atomic():
+        ImagePush.objects.filter(pk=push.pk, deleted_at__isnull=True).update(
+            deleted_at=timezone.now()
+        )
+        if push.version_id is not None:
+            Version.objects.filter(pk=push.version_id).update(hidden=True)
+    logger.info("%s@%s deleted from the registry: version hidden", repository, digest)
+    push.refresh_from_db()
+    return push
+
+
 def handle_notification(envelope: dict[str, Any]) -> list[ImagePush]:
-    """Process a registry notification envelope; only manifest pushes matter."""
+    """Process a registry notification envelope; manifest pushes and deletes matter."""
     records = []
     client = RegistryClient()
     try:
         for event in envelope.get("events") or []:
             target = event.get("target") or {}
+            if event.get("action") == "delete":
+                # distribution sends no media type with deletes: a manifest or a blob.
+                if target.get("repository") and target.get("digest"):
+                    deleted = record_delete(target["repository"], target["digest"], client=client)
+                    if deleted is not None:
+                        records.append(deleted)
+                continue
             if event.get("action") != "push":
                 continue
             if target.get("mediaType") not in MANIFEST_TYPES + INDEX_TYPES:
@@ -270,11 +338,19 @@ def handle_notification(envelope: dict[str, Any]) -> list[ImagePush]:
 
 
 def reconcile(repositories: list[str] | None = None) -> list[ImagePush]:
-    """Re-read the registry (catalog → tags → manifest digests) and record what was missed."""
+    """Re-read the registry (catalog → tags → manifest digests) and record what was missed:
+    pushes, and deletes of recorded manifests (of the repositories walked)."""
     client = RegistryClient()
     new: list[ImagePush] = []
     try:
-        for repository in repositories if repositories is not None else client.catalog():
+        walked = repositories if repositories is not None else client.catalog()
+        for push in ImagePush.objects.filter(
+            repository__in=walked, outcome=ImagePush.Outcome.PUBLISHED, deleted_at__isnull=True
+        ):
+            deleted = record_delete(push.repository, push.digest, client=client)
+            if deleted is not None:
+                new.append(deleted)
+        for repository in walked:
             for tag in client.tags(repository):
                 try:
                     _, digest = client.manifest(repository, tag)

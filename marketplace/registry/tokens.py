@@ -4,8 +4,8 @@
 ``repository:alice/hello:push,pull``; the platform grants the intersection of what was asked and
 what the caller may do:
 
-- people (and their API tokens): push and pull on repositories of the accounts they act for,
-  pull on public models of anyone;
+- people (and their API tokens): push, pull and delete on repositories of the accounts they act
+  for (a deleted manifest hides its version), pull on public models of anyone;
 - the platform's own agents (a short-lived signed robot credential): pull on everything;
 - staff: additionally ``registry:catalog:*``.
 
@@ -128,7 +128,7 @@ def allowed_actions(principal: Principal | None, scope: Scope) -> set[str]:
     if principal is not None and principal.user is not None:
         account = Account.objects.filter(username__iexact=owner).first()
         if account is not None and account.username == owner and account.is_member(principal.user):
-            allowed |= {"pull", "push"}
+            allowed |= {"pull", "push", "delete"}
     if principal is not None and "pull" not in allowed:
         # Signed-in people may pull public models (e.g. to run them on their own machine).
         public = Model.objects.filter(

@@ -83,6 +83,7 @@ def events(request: HttpRequest) -> JsonResponse:
         logger.warning("registry notification deferred: %s", exc)
         return _error(503, "UNAVAILABLE", str(exc))
     return JsonResponse(
-        {"processed": [{"repository": r.repository, "digest": r.digest, "outcome": r.outcome}
+        {"processed": [{"repository": r.repository, "digest": r.digest, "outcome": r.outcome,
+                        "deleted": r.deleted_at is not None}
                        for r in records]}
     )  # fmt: skip

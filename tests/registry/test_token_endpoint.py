@@ -12,7 +12,7 @@ from django.test import Client
 
 from marketplace.catalog.models import Model
 from marketplace.registry.tokens import ROBOT_USERNAME, notify_secret, robot_password
-from tests.factories import UserFactory, publish, token_for
+from tests.factories import UserFactory, cpu, publish, token_for
 
 
 def _basic(username: str, password: str) -> str:
@@ -59,6 +59,18 @@ def test_owner_may_push_and_pull_own_namespace_only(user: Any) -> None:
         _token(Client(), auth, "repository:alice/new:push,pull", "repository:bob/x:push,pull")
     )
     assert access == {"repository:alice/new": ["pull", "push"]}
+
+
+@pytest.mark.django_db
+def test_owner_may_delete_in_own_namespace_only(user: Any, outsider: Any) -> None:
+    scopes = ("repository:alice/m:delete", "repository:mallory/m:delete")
+    access = _access(_token(Client(), _basic("alice", token_for(user)), *scopes))
+    assert access == {"repository:alice/m": ["delete"]}
+    Model.objects.create(
+        owner=user.account, name="m", visibility=Model.Visibility.PUBLIC, default_hardware=cpu()
+    )
+    theirs = _access(_token(Client(), _basic("mallory", token_for(outsider)), scopes[0]))
+    assert theirs == {}  # a public model is pullable, never deletable by others
 
 
 @pytest.mark.django_db

@@ -208,9 +208,9 @@ def test_killing_the_cog_process_fails_the_prediction_and_the_next_starts_fresh(
     prediction = finished(body["id"], timeout=30)
     assert prediction.status == Prediction.Status.FAILED
     assert "stopped unexpectedly" in prediction.error and "exit code" in prediction.error
-    wait_for(
-        lambda: Instance.objects.get(pk=instance.pk).state == Instance.State.FAILED, timeout=20
-    )
+    # Failed before the prediction was failed, so already visible now.
+    dead = Instance.objects.get(pk=instance.pk)
+    assert dead.state == Instance.State.FAILED and "stopped unexpectedly" in dead.stop_reason
     wait_for(
         lambda: cog_pids(agent.host_name) == [],
         timeout=20,
@@ -245,13 +245,11 @@ def test_a_model_whose_setup_fails_fails_its_predictions_with_the_setup_logs(
     body = create(api, version.pk, {})
     assert body["status"] == "failed"
     assert "setup failed" in body["error"] and "weights missing" in body["error"]
-    # The runner fails the waiting predictions first and records the instance's end next.
-    instance = wait_for(
-        lambda: Instance.objects.filter(version=version, state=Instance.State.FAILED).first(),
-        timeout=10,
-        message="the instance to be marked failed",
-    )
-    assert "weights missing" in instance.setup_logs
+    # The runner records the instance's end before it fails the waiting predictions: no
+    # waiting needed to see a failed instance once the prediction is seen failed.
+    instance = Instance.objects.get(version=version)
+    assert instance.state == Instance.State.FAILED and "weights missing" in instance.setup_logs
+    assert "setup failed" in instance.stop_reason
 
 
 def test_prefer_wait_returns_starting_when_the_window_closes_first(api, user, start_agent) -> None:  # type: ignore[no-untyped-def]
@@ -288,16 +286,12 @@ def test_a_killed_agent_leaves_truthful_state_and_its_successor_cleans_up(
     prediction = finished(body["id"], timeout=30)
     assert prediction.status == Prediction.Status.FAILED
     assert "agent restarted" in prediction.error
-    # The successor fails the orphaned prediction first and marks its instances stopped next.
-    wait_for(
-        lambda: (
-            not Instance.objects.filter(host__name=successor.host_name, state__in=Instance.LIVE)
-            .exclude(pk__gt=prediction.instance_id)
-            .exists()
-        ),
-        timeout=10,
-        message="the old instances to be marked stopped",
-    )
+    # The successor marks the old instances stopped before it fails their predictions.
+    old = Instance.objects.get(pk=prediction.instance_id)
+    assert old.state == Instance.State.STOPPED and old.stop_reason == "agent restarted"
+    assert not Instance.objects.filter(
+        host__name=successor.host_name, state__in=Instance.LIVE, pk__lte=old.pk
+    ).exists()
     assert create(api, version.pk, {"steps": 1, "step_seconds": 0.1})["status"] == "succeeded"
 
 

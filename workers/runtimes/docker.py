@@ -209,9 +209,12 @@ class DockerRuntime(Runtime):
         except docker.errors.APIError as exc:
             explanation = exc.explanation or str(exc)
             permanent = exc.status_code == 404 or "manifest unknown" in str(explanation)
-            raise RuntimeFailure(
-                f"Pulling {image} failed: {explanation}", permanent=permanent
-            ) from exc
+            if permanent:
+                # Versions exist only for pushed manifests: this one was deleted since.
+                message = f"The image {image} is no longer in the registry ({explanation})"
+            else:
+                message = f"Pulling {image} failed: {explanation}"
+            raise RuntimeFailure(message, permanent=permanent) from exc
         return True
 
     def start(self, spec: InstanceSpec) -> DockerInstance:

@@ -9,8 +9,9 @@ from marketplace.registry.services import reconcile
 
 class Command(BaseCommand):
     help = (
-        "Record pushes the notification endpoint missed (the registry keeps its notification "
-        "queue in memory): walks the catalog, tags and manifests. Safe to run at any time."
+        "Record pushes and deletes the notification endpoint missed (the registry keeps its "
+        "notification queue in memory): walks the catalog, tags and manifests, and checks that "
+        "recorded manifests still exist. Safe to run at any time."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -19,7 +20,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         records = reconcile(options["repositories"] or None)
         for record in records:
-            self.stdout.write(
-                f"{record.repository}@{record.digest}: {record.outcome} {record.reason}"
-            )
-        self.stdout.write(f"{len(records)} new push(es) recorded")
+            state = "deleted" if record.deleted_at else f"{record.outcome} {record.reason}"
+            self.stdout.write(f"{record.repository}@{record.digest}: {state}")
+        self.stdout.write(f"{len(records)} new push(es) or delete(s) recorded")
