@@ -63,6 +63,7 @@ class WebhookDelivery(models.Model):
     class Meta:
         app_label = "predictions"
         ordering = ["created_at", "id"]
+        verbose_name_plural = "webhook deliveries"
 
     def __str__(self) -> str:
         return f"{self.event} webhook of {self.prediction_id} ({self.status})"
