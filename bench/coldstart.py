@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,11 +43,7 @@ os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench-coldstart"))
 os.environ.setdefault("LOG_LEVEL", "INFO")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from workers.runtimes.base import free_port  # noqa: E402  (after sys.path is set)
 
 
 def wait_until(condition: Any, timeout: float, what: str) -> Any:

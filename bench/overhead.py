@@ -22,7 +22,6 @@ import argparse
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,16 +43,12 @@ os.environ.setdefault("INSTANCE_IDLE_TIMEOUT", "600")
 os.environ.setdefault("API_RATE_LIMIT_CREATE", "1000000")
 os.environ.setdefault("API_RATE_LIMIT", "1000000")
 
+from workers.runtimes.base import free_port  # noqa: E402  (after sys.path is set)
+
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def main() -> None:

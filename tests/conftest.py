@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from marketplace.redisconn import get_redis
 from tests.factories import UserFactory, cpu, token_for
+from workers.runtimes.base import free_port
 
 BASE_DIR = Path(settings.BASE_DIR)
 
@@ -177,14 +178,6 @@ def start_agent(transactional_db: None, tmp_path: Path) -> Iterator[Callable[...
     yield _start
     for agent in agents:
         agent.stop()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ServiceProcess:

@@ -40,6 +40,13 @@ class User(AbstractUser):
 AnyUser = Union["User", AnonymousUser, None]
 
 
+def signed_in(user: AnyUser) -> User:
+    """The user of a request whose view requires sign-in (login_required, or the API's
+    authentication and IsAuthenticated)."""
+    assert isinstance(user, User), "this view requires a signed-in user"
+    return user
+
+
 def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 

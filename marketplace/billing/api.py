@@ -8,15 +8,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.accounts.models import User
+from marketplace.accounts.models import signed_in
 from marketplace.api.errors import Problem
 from marketplace.billing import pricing, services
 from marketplace.catalog.models import Version
-
-
-def _user(request: Request) -> User:
-    assert isinstance(request.user, User)
-    return request.user
 
 
 class QuoteApi(APIView):
@@ -48,7 +43,7 @@ class QuoteApi(APIView):
         ref = request.query_params.get("version", "").strip()
         if not ref:
             raise Problem(400, "version: required (an id, owner/name or owner/name:id)")
-        version = Version.objects.visible_to(_user(request)).resolve(ref)
+        version = Version.objects.visible_to(signed_in(request.user)).resolve(ref)
         if version is None:
             raise Problem(404, "The requested resource could not be found.")
         return Response(pricing.quote(version))
@@ -76,7 +71,7 @@ class BalanceApi(APIView):
         ),
     )
     def get(self, request: Request) -> Response:
-        billing = services.billing_for(_user(request).account)
+        billing = services.billing_for(signed_in(request.user).account)
         return Response(
             {
                 "currency": "usd",

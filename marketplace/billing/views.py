@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from marketplace.accounts.models import ApiToken, User
+from marketplace.accounts.models import ApiToken, signed_in
 from marketplace.billing import gateway, pricing, reports, services
 from marketplace.billing.models import TokenCap
 from marketplace.billing.webhooks import event_receive
@@ -22,20 +22,15 @@ USAGE_ROWS = 100
 CSV_MAX_DAYS = 366
 
 
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
-
-
 def credit_amounts() -> list[int]:
     return [int(a) for a in settings.BILLING_CREDIT_AMOUNTS]
 
 
 @login_required
 def billing_page(request: HttpRequest) -> HttpResponse:
-    account = _user(request).account
+    account = signed_in(request.user).account
     billing = services.billing_for(account)
-    tokens = list(ApiToken.objects.filter(user=_user(request)).order_by("created_at"))
+    tokens = list(ApiToken.objects.filter(user=signed_in(request.user)).order_by("created_at"))
     caps = dict(TokenCap.objects.filter(token__in=tokens).values_list("token_id", "monthly_cap"))
     context = {
         "billing": billing,
@@ -61,7 +56,7 @@ def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
         days = min(max(int(request.GET.get("days", 30)), 1), CSV_MAX_DAYS)
     except ValueError:
         days = 30
-    billing = services.billing_for(_user(request).account)
+    billing = services.billing_for(signed_in(request.user).account)
     entries = reports.entries_since(billing, days).iterator()
 
     class Echo:
@@ -114,7 +109,7 @@ def _stripe_redirect(request: HttpRequest, make_url) -> HttpResponse:  # type: i
         messages.error(request, "Stripe is not configured on this site.")
         return redirect("billing")
     try:
-        return HttpResponseRedirect(make_url(services.billing_for(_user(request).account)))
+        return HttpResponseRedirect(make_url(services.billing_for(signed_in(request.user).account)))
     except gateway.StripeError as exc:
         messages.error(request, f"Stripe could not be reached: {exc.user_message or exc}")
         return redirect("billing")
@@ -173,7 +168,7 @@ def _cap(value: str | None, field: str) -> tuple[Decimal | None, str | None]:
 @login_required
 @require_POST
 def caps_update(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = signed_in(request.user)
     account_cap, error = _cap(request.POST.get("monthly_cap"), "monthly_cap")
     errors = [error] if error else []
     token_caps = {}

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from marketplace.accounts.models import ApiToken, User
+from marketplace.accounts.models import ApiToken, User, signed_in
 from marketplace.api import openapi as o
 from marketplace.api.errors import Problem
 from marketplace.api.pagination import CursorPage
@@ -85,12 +85,6 @@ def parse_duration(value: str | None, field: str) -> timedelta | None:
     return duration
 
 
-def _user(request: Request) -> User:
-    # Every view here requires authentication (DEFAULT_PERMISSION_CLASSES), so this is a User.
-    assert isinstance(request.user, User)
-    return request.user
-
-
 def _predictions_of(user: User) -> Any:
     return (
         Prediction.objects.select_related("model__owner", "version", "hardware", "instance")
@@ -101,7 +95,7 @@ def _predictions_of(user: User) -> Any:
 
 def _prediction_for(request: Request, prediction_id: str) -> Prediction:
     """The prediction if the caller's account owns it; 404 for everyone else."""
-    prediction = _predictions_of(_user(request)).filter(pk=prediction_id).first()
+    prediction = _predictions_of(signed_in(request.user)).filter(pk=prediction_id).first()
     if prediction is None:
         raise Problem(404, "The requested resource could not be found.")
     return prediction
@@ -109,7 +103,7 @@ def _prediction_for(request: Request, prediction_id: str) -> Prediction:
 
 def _create(request: Request, version: Version, data: dict[str, Any]) -> Response:
     """The part every create endpoint shares, after it has found the version."""
-    user = _user(request)
+    user = signed_in(request.user)
     deadline: datetime | None = None
     lifetime = parse_duration(request.headers.get("Cancel-After"), "Cancel-After") or (
         parse_duration(data.get("lifetime"), "lifetime")
@@ -167,7 +161,7 @@ class PredictionCollectionApi(APIView):
         ],
     )
     def get(self, request: Request) -> Response:
-        predictions = _predictions_of(_user(request))
+        predictions = _predictions_of(signed_in(request.user))
         for param, lookup in (("created_after", "gte"), ("created_before", "lt")):
             if raw := request.query_params.get(param):
                 when = parse_datetime(raw)
@@ -193,7 +187,7 @@ class PredictionCollectionApi(APIView):
         body = PredictionCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        version = Version.objects.visible_to(_user(request)).resolve(data["version"])
+        version = Version.objects.visible_to(signed_in(request.user)).resolve(data["version"])
         if version is None:
             raise Problem(422, INVALID_VERSION, "Invalid version or not permitted")
         return _create(request, version, data)
@@ -213,7 +207,7 @@ class ModelPredictionCreateApi(APIView):
     def post(self, request: Request, owner: str, name: str) -> Response:
         parse_prefer_wait(request.headers.get("Prefer"))
         model = (
-            Model.objects.visible_to(_user(request))
+            Model.objects.visible_to(signed_in(request.user))
             .filter(owner__username__iexact=owner, name=name)
             .first()
         )

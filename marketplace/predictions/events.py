@@ -110,3 +110,10 @@ def request_cancel(prediction_id: str) -> None:
 
 def cancel_requested(prediction_id: str) -> bool:
     return bool(get_redis().exists(_cancel_key(prediction_id)))
+
+
+def sse(event: str, data: str, event_id: str | None = None) -> str:
+    """One server-sent event; multi-line data becomes one ``data:`` line per line."""
+    head = f"event: {event}\n" + (f"id: {event_id}\n" if event_id else "")
+    lines = "".join(f"data: {line}\n" for line in (data.split("\n") if data else [""]))
+    return f"{head}{lines}\n"

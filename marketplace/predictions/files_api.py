@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.accounts.models import User
+from marketplace.accounts.models import User, signed_in
 from marketplace.api import openapi as o
 from marketplace.api.errors import Problem
 from marketplace.api.pagination import CursorPage
@@ -60,13 +60,8 @@ def _metadata(request: Request) -> dict[str, Any]:
     return value
 
 
-def _user(request: Request) -> User:
-    assert isinstance(request.user, User)
-    return request.user
-
-
 def _file_for(request: Request, file_id: str) -> UploadedFile:
-    found = UploadedFile.objects.of(_user(request).account).filter(pk=file_id).first()
+    found = UploadedFile.objects.of(signed_in(request.user).account).filter(pk=file_id).first()
     if found is None:
         raise Problem(404, NOT_FOUND)
     return found
@@ -79,7 +74,7 @@ class FileCollectionApi(APIView):
     def get(self, request: Request) -> Response:
         paginator = CursorPage()
         page = paginator.paginate_queryset(
-            UploadedFile.objects.of(_user(request).account), request, view=self
+            UploadedFile.objects.of(signed_in(request.user).account), request, view=self
         )
         return paginator.get_paginated_response([f.to_api() for f in page or []])
 
@@ -117,7 +112,7 @@ class FileCollectionApi(APIView):
             sha256.update(chunk)
             md5.update(chunk)
         content.seek(0)
-        user = _user(request)
+        user = signed_in(request.user)
         uploaded = UploadedFile(
             account=user.account,
             created_by=user,
@@ -143,7 +138,7 @@ class FileDetailApi(APIView):
     @extend_schema(operation_id="files.delete", responses={204: o.NO_CONTENT})
     def delete(self, request: Request, file_id: str) -> Response:
         found = _file_for(request, file_id)
-        found.content.delete(save=False)
+        found.delete_content()
         found.delete()
         return Response(status=204)
 

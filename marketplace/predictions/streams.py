@@ -27,11 +27,6 @@ from marketplace.predictions.models import Prediction
 ERROR_SUFFIX = "-e"
 
 
-def _format(event: str, event_id: str, data: str) -> str:
-    lines = "".join(f"data: {line}\n" for line in (data.split("\n") if data else [""]))
-    return f"event: {event}\nid: {event_id}\n{lines}\n"
-
-
 def _chunk_text(chunk: Any) -> str:
     return chunk if isinstance(chunk, str) else json.dumps(chunk)
 
@@ -50,12 +45,12 @@ def _done_events(entry_id: str, data: dict[str, Any], skip_error: bool) -> list[
     if status == Prediction.Status.FAILED:
         if not skip_error:
             detail = json.dumps({"detail": error or "Prediction failed"})
-            out.append(_format("error", entry_id + ERROR_SUFFIX, detail))
-        out.append(_format("done", entry_id, json.dumps({"reason": "error"})))
+            out.append(events.sse("error", event_id=entry_id + ERROR_SUFFIX, data=detail))
+        out.append(events.sse("done", event_id=entry_id, data=json.dumps({"reason": "error"})))
     elif status == Prediction.Status.CANCELED:
-        out.append(_format("done", entry_id, json.dumps({"reason": "canceled"})))
+        out.append(events.sse("done", event_id=entry_id, data=json.dumps({"reason": "canceled"})))
     else:
-        out.append(_format("done", entry_id, "{}"))
+        out.append(events.sse("done", event_id=entry_id, data="{}"))
     return out
 
 
@@ -65,7 +60,10 @@ def _from_database(prediction: Prediction) -> list[str]:
     out = []
     if prediction.status == Prediction.Status.SUCCEEDED and prediction.output is not None:
         items = prediction.output if isinstance(prediction.output, list) else [prediction.output]
-        out = [_format("output", f"{stamp}-{i}", _chunk_text(c)) for i, c in enumerate(items)]
+        out = [
+            events.sse("output", event_id=f"{stamp}-{i}", data=_chunk_text(c))
+            for i, c in enumerate(items)
+        ]
     done = {"status": prediction.status, "error": prediction.error}
     return out + _done_events(f"{stamp}-{len(out)}", done, skip_error=False)
 
@@ -95,9 +93,11 @@ async def _events(prediction: Prediction, last_event_id: str) -> AsyncIterator[s
         for event in batch:
             after = event.id
             if event.type == events.OUTPUT:
-                yield _format("output", event.id, _chunk_text(event.data.get("chunk")))
+                yield events.sse(
+                    "output", event_id=event.id, data=_chunk_text(event.data.get("chunk"))
+                )
             elif event.type == events.LOGS:
-                yield _format("logs", event.id, str(event.data.get("text", "")))
+                yield events.sse("logs", event_id=event.id, data=str(event.data.get("text", "")))
             elif event.type == events.DONE:
                 for item in _done_events(event.id, event.data, skip_error):
                     yield item

@@ -91,6 +91,15 @@ class UploadedFile(models.Model):
             "urls": {"get": self.api_url},
         }
 
+    def delete_content(self) -> None:
+        """Remove the stored content and, on the file system, its ``uploads/<token>/``
+        directory. A missing file is not an error."""
+        name = self.content.name
+        if name:
+            storage = self.content.storage
+            storage.delete(name)
+            _remove_empty_parent(storage, name)
+
     def signed_download_url(self, ttl_seconds: int) -> str:
         expiry = int(time.time()) + ttl_seconds
         query = urlencode(
@@ -237,11 +246,7 @@ def purge_expired(*, batch_size: int = 500, now: Any = None) -> int:
             if not rows:
                 return purged
             for row in rows:
-                name = row.content.name
-                if name:
-                    storage = row.content.storage
-                    storage.delete(name)  # a missing file is not an error
-                    _remove_empty_parent(storage, name)
+                row.delete_content()
             UploadedFile.objects.filter(pk__in=[r.pk for r in rows]).delete()
         purged += len(rows)
         logger.info("purged %d expired upload(s)", len(rows))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,8 +72,12 @@ def test_owner_lists_gets_downloads_and_deletes(api: APIClient, outsider_api: AP
     assert outsider_api.get(f"/v1/files/{file_id}/download").status_code == 404
     assert APIClient().get(f"/v1/files/{file_id}/download").status_code == 404
     assert outsider_api.delete(f"/v1/files/{file_id}").status_code == 404
+    stored = Path(UploadedFile.objects.get(pk=file_id).content.path)
+    assert stored.exists()
     assert api.delete(f"/v1/files/{file_id}").status_code == 204
     assert api.get(f"/v1/files/{file_id}").status_code == 404
+    # The content and its uploads/<token>/ directory are gone, as when a purge removes it.
+    assert not stored.exists() and not stored.parent.exists()
 
 
 def test_signed_download_urls_work_without_a_token_until_tampered(api: APIClient) -> None:

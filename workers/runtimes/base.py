@@ -7,6 +7,7 @@ the same way for all of them. Adding a runtime is one module plus its test file.
 
 from __future__ import annotations
 
+import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -17,6 +18,14 @@ from typing import Any
 import httpx
 
 from workers.cog import CogClient
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (the caller binds it soon after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
 
 # Environment marker put on every Cog process/container we start, so a restarted agent can find
 # and remove what its previous run left behind.

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import threading
 import time
 from typing import Any
@@ -32,7 +31,13 @@ from django.conf import settings
 from docker.models.containers import Container
 from docker.types import DeviceRequest
 
-from workers.runtimes.base import InstanceSpec, RunningInstance, Runtime, RuntimeFailure
+from workers.runtimes.base import (
+    InstanceSpec,
+    RunningInstance,
+    Runtime,
+    RuntimeFailure,
+    free_port,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +49,6 @@ LABEL_GPUS = "marketplace.gpus"
 COG_PORT = 5000
 # The state of a container is read at most this often (the supervisor polls exit_code()).
 STATE_CACHE_SECONDS = 0.25
-
-
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def split_reference(image: str) -> tuple[str, str]:
@@ -226,7 +225,7 @@ class DockerRuntime(Runtime):
         started = time.monotonic()
         self.pull(spec.image, spec.host_name)
         pulled = time.monotonic()
-        port = _free_port() if self.network == "host" else None
+        port = free_port() if self.network == "host" else None
         options = container_options(
             spec,
             network=self.network,

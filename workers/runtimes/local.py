@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,17 +29,12 @@ from workers.runtimes.base import (
     RunningInstance,
     Runtime,
     RuntimeFailure,
+    free_port,
 )
 
 # Environment variables a model process may inherit; everything else (the platform's database
 # URL, SECRET_KEY, cloud credentials) stays out of model code.
 _INHERITED_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
-
-
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _pdeathsig_prefix() -> list[str]:
@@ -105,7 +99,7 @@ class LocalRuntime(Runtime):
             schema_file.parent.mkdir(exist_ok=True)
             schema_file.write_text(json.dumps(spec.schema, indent=2))
 
-        port = _free_port()
+        port = free_port()
         bin_dir = str(Path(sys.executable).parent)
         env = {k: os.environ[k] for k in _INHERITED_ENV if k in os.environ}
         env.update(

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from marketplace.accounts.models import ApiToken, User
+from marketplace.accounts.models import ApiToken, signed_in
 from marketplace.predictions.models import Prediction
 from marketplace.web.forms import SignupForm, TokenForm
 
@@ -30,14 +30,9 @@ def signup(request: HttpRequest) -> HttpResponse:
     return render(request, "registration/signup.html", {"form": form, "next": next_url})
 
 
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
-
-
 @login_required
 def tokens(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = signed_in(request.user)
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         _, raw_key = ApiToken.create_for(user, form.cleaned_data["name"])
@@ -61,13 +56,13 @@ def tokens(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
-    get_object_or_404(ApiToken, pk=token_id, user=_user(request)).delete()
+    get_object_or_404(ApiToken, pk=token_id, user=signed_in(request.user)).delete()
     return redirect("tokens")
 
 
 @login_required
 def history(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
+    user = signed_in(request.user)
     predictions = (
         Prediction.objects.filter(account__user=user)
         .select_related("model__owner")

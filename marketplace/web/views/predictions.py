@@ -101,8 +101,7 @@ def prediction_json(request: HttpRequest, prediction_id: str) -> JsonResponse:
 
 
 def _sse(event_id: str | None, event: str, data: dict[str, Any]) -> bytes:
-    head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return events.sse(event, json.dumps(data, separators=(",", ":")), event_id).encode()
 
 
 async def prediction_events(request: HttpRequest, prediction_id: str) -> StreamingHttpResponse:
