@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "marketplace.api",
     "marketplace.registry",
     "marketplace.billing",
+    "marketplace.audit",
 ]
 
 MIDDLEWARE = [

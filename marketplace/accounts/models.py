@@ -64,6 +64,9 @@ class Account(models.Model):
         User, null=True, blank=True, on_delete=models.CASCADE, related_name="personal_account"
     )
     github_url = models.URLField(blank=True)
+    # How many days inputs, outputs and logs of this account's API predictions are kept; empty
+    # means the install-wide PREDICTION_RETENTION_DAYS.
+    retention_days = models.PositiveIntegerField(null=True, blank=True)
     # Signs this account's webhooks the Standard Webhooks way ("whsec_" + base64 key).
     webhook_secret = models.CharField(max_length=80, default=new_webhook_secret, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
@@ -83,6 +86,58 @@ class Account(models.Model):
     def is_member(self, user: AnyUser) -> bool:
         """Whether ``user`` may act for this account (organisations add members later)."""
         return user is not None and user.is_authenticated and self.user_id == user.pk
+
+
+class Membership(models.Model):
+    """A user's role in an organisation account."""
+
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        MEMBER = "member"
+        READ_ONLY = "read_only", "read-only"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint("account", "user", name="membership_account_user_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} is {self.role} of {self.account}"
+
+
+class Invitation(models.Model):
+    """An invitation to join an organisation, by username or by email, until accepted or
+    declined."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        ACCEPTED = "accepted"
+        DECLINED = "declined"
+        REVOKED = "revoked"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="invitations")
+    # One of these names who is invited.
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.CASCADE, related_name="invitations"
+    )
+    email = models.EmailField(blank=True)
+    role = models.CharField(
+        max_length=16, choices=Membership.Role.choices, default=Membership.Role.MEMBER
+    )
+    invited_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"invitation to {self.account} for {self.user or self.email} ({self.state})"
 
 
 def _hash_key(raw_key: str) -> str:
@@ -115,8 +170,20 @@ class ApiToken(models.Model):
     # Writing last_used_at on every request would turn each API read into a write.
     TOUCH_INTERVAL = timedelta(minutes=1)
 
+    class Permission(models.TextChoices):
+        READ = "read"
+        WRITE = "write"
+
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100, default="default")
+    # The account the token acts for: the user's own (null) or one organisation they belong to.
+    account = models.ForeignKey(
+        Account, null=True, blank=True, on_delete=models.CASCADE, related_name="scoped_tokens"
+    )
+    permission = models.CharField(
+        max_length=8, choices=Permission.choices, default=Permission.WRITE
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     key_hint = models.CharField(
         max_length=16, editable=False, help_text="First characters, for display"

@@ -80,6 +80,8 @@ class Model(models.Model):
     license_url = models.URLField(blank=True)
     # Staff pick: shown first on the explore page and in the API's featured collection.
     featured = models.BooleanField(default=False)
+    # Seconds an idle instance of this model stays warm; empty means INSTANCE_IDLE_TIMEOUT.
+    idle_timeout = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -8,7 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from marketplace.catalog.models import Hardware, Version
+from marketplace.accounts.models import Account
+from marketplace.catalog.models import Hardware, Model, Version
 
 
 class Host(models.Model):
@@ -43,6 +44,35 @@ class Host(models.Model):
         return [str(gpu.get("uuid") or gpu.get("index")) for gpu in self.gpus]
 
 
+class Deployment(models.Model):
+    """A named, owner-controlled way to run one version (Replicate's deployments): its own
+    hardware, a floor and ceiling of instances and an idle timeout."""
+
+    owner = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="deployments")
+    name = models.CharField(max_length=100)
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="deployments")
+    version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="deployments")
+    hardware = models.ForeignKey(Hardware, on_delete=models.PROTECT, related_name="+")
+    min_instances = models.PositiveIntegerField(default=0)
+    max_instances = models.PositiveIntegerField(default=1)
+    # Seconds an idle instance above min_instances stays up; empty means INSTANCE_IDLE_TIMEOUT.
+    idle_timeout = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint("owner", "name", name="deployment_owner_name_unique"),
+            models.CheckConstraint(
+                condition=models.Q(max_instances__gte=models.F("min_instances")),
+                name="deployment_min_le_max",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner.username}/{self.name}"
+
+
 class Instance(models.Model):
     """One running Cog server for one version, with ``slots`` concurrent predictions."""
 
@@ -58,6 +88,10 @@ class Instance(models.Model):
     host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="instances")
     version = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="instances")
     hardware = models.ForeignKey(Hardware, on_delete=models.PROTECT, related_name="+")
+    # Set when the instance serves a deployment rather than the shared pool of its version.
+    deployment = models.ForeignKey(
+        Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="instances"
+    )
     state = models.CharField(max_length=16, choices=State.choices, default=State.STARTING)
     runtime = models.CharField(max_length=20)
     # What the runtime needs to find it again after an agent restart: a pid or a container id.

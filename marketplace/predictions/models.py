@@ -90,6 +90,14 @@ class Prediction(models.Model):
     stream_token = models.CharField(
         max_length=64, default=new_capability_token, editable=False, unique=True
     )
+    # Set when created through a deployment's endpoint.
+    deployment = models.ForeignKey(
+        "deployments.Deployment",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="predictions",
+    )
     instance = models.ForeignKey(
         "deployments.Instance",
         null=True,
