@@ -32,7 +32,7 @@ def record(
         action=action,
         actor=actor,
         account=account,
-        target_type=target._meta.model_name if target is not None else "",
+        target_type=(target._meta.model_name or "") if target is not None else "",
         target_id=str(target.pk) if target is not None else "",
         target_repr=str(target)[:300] if target is not None else "",
         data=data,
