@@ -83,9 +83,20 @@ class Account(models.Model):
     def display_name(self) -> str:
         return self.name or self.username
 
+    # Access by role. For a personal account its user holds every role; organisations answer
+    # from their memberships (owner ⊇ member ⊇ read-only).
     def is_member(self, user: AnyUser) -> bool:
-        """Whether ``user`` may act for this account (organisations add members later)."""
+        """Whether ``user`` may see this account's private things (any role)."""
         return user is not None and user.is_authenticated and self.user_id == user.pk
+
+    def can_write(self, user: AnyUser) -> bool:
+        """Whether ``user`` may create and change this account's models, predictions and
+        deployments (owner or member)."""
+        return self.is_member(user)
+
+    def can_admin(self, user: AnyUser) -> bool:
+        """Whether ``user`` may change this account's settings, members, tokens and billing."""
+        return self.is_member(user)
 
 
 class Membership(models.Model):
