@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from datetime import timedelta
-from typing import Union
+from datetime import datetime, timedelta
+from typing import Any, Union
 
 from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.db import models
@@ -31,9 +31,28 @@ class User(AbstractUser):
         error_messages={"unique": "That name is taken."},
     )
 
+    # The API token a request authenticated with (set by ApiToken.objects.authenticate on the
+    # user object it returns, which lives for that request only). It narrows every access check
+    # to the token's account and, for a read token, to reading.
+    api_token: ApiToken | None = None
+
     @property
     def account(self) -> Account:
+        """The account this user acts as: an organisation-scoped token's organisation, else their
+        personal account (web views choose an organisation explicitly)."""
+        token = self.api_token
+        if token is not None and token.account_id is not None:
+            assert token.account is not None
+            return token.account
         return self.personal_account
+
+    @property
+    def scope_account_id(self) -> int | None:
+        """The one account an API token confines this user to; None on the site (no token)."""
+        token = self.api_token
+        if token is None:
+            return None
+        return token.account_id or self.personal_account.pk
 
 
 # What request.user can be: views pass it straight to access checks.
@@ -49,6 +68,33 @@ def signed_in(user: AnyUser) -> User:
 
 def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+ROLE_RANK = {"read_only": 1, "member": 2, "owner": 3}
+
+
+def member_accounts(user: AnyUser, at_least: str = "read_only") -> models.QuerySet[Account, Any]:
+    """Ids of the accounts ``user`` holds at least the role ``at_least`` in, as a subquery for
+    filters such as ``owner__in=`` (personal account: every role). An API token narrows it to
+    its own account; write roles also need a write token."""
+    if user is None or not user.is_authenticated:
+        return Account.objects.none().values("pk")
+    assert isinstance(user, User)
+    roles = [role for role, rank in ROLE_RANK.items() if rank >= ROLE_RANK[at_least]]
+    accounts = Account.objects.filter(
+        models.Q(user=user)
+        | models.Q(pk__in=Membership.objects.filter(user=user, role__in=roles).values("account"))
+    )
+    if user.scope_account_id is not None:
+        accounts = accounts.filter(pk=user.scope_account_id)
+        if at_least != "read_only" and not _token_writes(user):
+            return Account.objects.none().values("pk")
+    return accounts.values("pk")
+
+
+def _token_writes(user: AnyUser) -> bool:
+    token = getattr(user, "api_token", None)
+    return token is None or token.permission == ApiToken.Permission.WRITE
 
 
 class Account(models.Model):
@@ -83,20 +129,49 @@ class Account(models.Model):
     def display_name(self) -> str:
         return self.name or self.username
 
+    @property
+    def is_organization(self) -> bool:
+        return self.type == self.Type.ORGANIZATION
+
     # Access by role. For a personal account its user holds every role; organisations answer
-    # from their memberships (owner ⊇ member ⊇ read-only).
-    def is_member(self, user: AnyUser) -> bool:
-        """Whether ``user`` may see this account's private things (any role)."""
-        return user is not None and user.is_authenticated and self.user_id == user.pk
+    # from their memberships (owner ⊇ member ⊇ read-only). A request authenticated with an API
+    # token sees only the token's account, and a read token changes nothing.
+    def role_of(self, user: AnyUser) -> str | None:
+        """``user``'s role here (owner, member, read_only) or None; one query per account and
+        user, remembered on this instance."""
+        if user is None or not user.is_authenticated:
+            return None
+        assert isinstance(user, User)
+        if user.scope_account_id is not None and user.scope_account_id != self.pk:
+            return None
+        if self.user_id is not None:
+            return Membership.Role.OWNER if self.user_id == user.pk else None
+        cache: dict[int, str | None] = self.__dict__.setdefault("_roles", {})
+        if user.pk not in cache:
+            cache[user.pk] = (
+                Membership.objects.filter(account=self, user=user)
+                .values_list("role", flat=True)
+                .first()
+            )
+        return cache[user.pk]
+
+    def is_member(self, user: AnyUser, at_least: str = "read_only") -> bool:
+        """Whether ``user`` may see this account's private things (any role), or holds at least
+        the role ``at_least`` (for reading what only that role may read, e.g. billing)."""
+        role = self.role_of(user)
+        return role is not None and ROLE_RANK[role] >= ROLE_RANK[at_least]
 
     def can_write(self, user: AnyUser) -> bool:
         """Whether ``user`` may create and change this account's models, predictions and
         deployments (owner or member)."""
-        return self.is_member(user)
+        return self.is_member(user, "member") and _token_writes(user)
 
     def can_admin(self, user: AnyUser) -> bool:
         """Whether ``user`` may change this account's settings, members, tokens and billing."""
-        return self.is_member(user)
+        return self.is_member(user, "owner") and _token_writes(user)
+
+    def owners_count(self) -> int:
+        return self.memberships.filter(role=Membership.Role.OWNER).count()
 
 
 class Membership(models.Model):
@@ -161,13 +236,22 @@ class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
     def authenticate(self, raw_key: str) -> ApiToken | None:
         if not raw_key.startswith(ApiToken.PREFIX):
             return None
+        # Expired tokens, and organisation tokens of people no longer in the organisation,
+        # authenticate as nobody.
+        now = timezone.now()
         token = (
-            self.select_related("user", "user__personal_account")
+            self.select_related("user", "user__personal_account", "account")
             .filter(key_hash=_hash_key(raw_key), user__is_active=True)
+            .filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
+            .filter(
+                models.Q(account__isnull=True)
+                | models.Q(account__memberships__user=models.F("user"))
+            )
             .first()
         )
         if token is not None:
             token.touch()
+            token.user.api_token = token
         return token
 
 
@@ -208,16 +292,42 @@ class ApiToken(models.Model):
         return f"{self.name} ({self.key_hint}…)"
 
     @classmethod
-    def create_for(cls, user: User, name: str = "default") -> tuple[ApiToken, str]:
-        """Create a token; return it and the raw key (the only time the key exists in clear)."""
+    def create_for(
+        cls,
+        user: User,
+        name: str = "default",
+        *,
+        account: Account | None = None,
+        permission: str = "write",
+        expires_at: datetime | None = None,
+    ) -> tuple[ApiToken, str]:
+        """Create a token; return it and the raw key (the only time the key exists in clear).
+        ``account`` is an organisation the user belongs to (None: their own account)."""
+        if account is not None and account.user_id is not None:
+            if account.user_id != user.pk:
+                raise ValueError("A token can be scoped to your own account or an organisation")
+            account = None  # the personal account is the default scope
+        if account is not None and not account.is_member(user):
+            raise ValueError(f"{user} is not a member of {account}")
         raw_key = cls.PREFIX + secrets.token_urlsafe(30)
         token = cls.objects.create(
             user=user,
             name=name,
+            account=account,
+            permission=permission,
+            expires_at=expires_at,
             key_hash=_hash_key(raw_key),
             key_hint=raw_key[: len(cls.PREFIX) + 6],
         )
         return token, raw_key
+
+    @property
+    def scope_name(self) -> str:
+        return self.account.username if self.account is not None else self.user.username
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
 
     def touch(self) -> None:
         now = timezone.now()

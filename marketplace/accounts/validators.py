@@ -11,3 +11,23 @@ namespace_validator = RegexValidator(
     "Use lowercase letters, digits, and single '.', '_' or '-' between them.",
     code="invalid_name",
 )
+
+# First path segments the site uses itself: an account (user or organisation) with one of these
+# names would be unreachable at /<name>.
+RESERVED_NAMES = frozenset(
+    {
+        "account",
+        "admin",
+        "api",
+        "billing",
+        "collections",
+        "files",
+        "new",
+        "ops",
+        "p",
+        "registry",
+        "search",
+        "static",
+        "v1",
+    }
+)

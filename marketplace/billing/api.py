@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.accounts.models import signed_in
+from marketplace.api.authentication import acting_account
 from marketplace.api.errors import Problem
 from marketplace.billing import pricing, services
 from marketplace.catalog.models import Version
@@ -71,7 +72,12 @@ class BalanceApi(APIView):
         ),
     )
     def get(self, request: Request) -> Response:
-        billing = services.billing_for(signed_in(request.user).account)
+        account = acting_account(request)
+        if not account.is_member(signed_in(request.user), "owner"):
+            raise Problem(
+                403, f"Only owners of {account.username} may see its billing", "Forbidden"
+            )
+        billing = services.billing_for(account)
         return Response(
             {
                 "currency": "usd",

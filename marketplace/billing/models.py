@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
@@ -166,6 +167,14 @@ class UsageEntry(models.Model):
     billing = models.ForeignKey(BillingAccount, on_delete=models.PROTECT, related_name="usage")
     token = models.ForeignKey(
         ApiToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Who ran it: an organisation's ledger names the member acting for it.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="+")
     version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="+")

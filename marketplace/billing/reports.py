@@ -24,7 +24,7 @@ def entries_since(billing: BillingAccount, days: int) -> QuerySet[UsageEntry]:
     since = timezone.now() - timedelta(days=days)
     return (
         UsageEntry.objects.filter(billing=billing, created_at__gte=since)
-        .select_related("model__owner", "hardware", "prediction")
+        .select_related("model__owner", "hardware", "prediction", "user")
         .order_by("-created_at")
     )
 

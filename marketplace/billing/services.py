@@ -179,6 +179,7 @@ def settle(prediction: Prediction) -> Decimal:
             prediction=prediction,
             billing=billing,
             token_id=prediction.created_by_token_id,
+            user_id=prediction.created_by_id,
             model_id=prediction.model_id,
             version=version,
             hardware=prediction.hardware,

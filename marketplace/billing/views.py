@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import csv
 from decimal import Decimal, InvalidOperation
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from marketplace.accounts.models import ApiToken, signed_in
+from marketplace import audit
+from marketplace.accounts.models import Account, ApiToken, signed_in
 from marketplace.billing import gateway, pricing, reports, services
 from marketplace.billing.models import TokenCap
 from marketplace.billing.webhooks import event_receive
+from marketplace.web.access import accounts_of, chosen_account
 
 USAGE_ROWS = 100
 CSV_MAX_DAYS = 366
@@ -26,11 +30,33 @@ def credit_amounts() -> list[int]:
     return [int(a) for a in settings.BILLING_CREDIT_AMOUNTS]
 
 
+def _account(request: HttpRequest) -> Account:
+    """The account the page is about: ``?account=<org>`` (its owners only; 404 to anyone else),
+    else the person's own."""
+    return chosen_account(request.user, request.GET.get("account"), "owner")
+
+
+def _page_url(account: Account, status: str = "", absolute: bool = False) -> str:
+    """The billing page of ``account`` (absolute for Stripe, which redirects back to it)."""
+    params = {"account": account.username} if account.is_organization else {}
+    if status:
+        params["checkout"] = status
+    path = "/billing/" + (f"?{urlencode(params)}" if params else "")
+    return settings.PUBLIC_URL + path if absolute else path
+
+
 @login_required
 def billing_page(request: HttpRequest) -> HttpResponse:
-    account = signed_in(request.user).account
+    user = signed_in(request.user)
+    account = _account(request)
     billing = services.billing_for(account)
-    tokens = list(ApiToken.objects.filter(user=signed_in(request.user)).order_by("created_at"))
+    # Spend caps per token: the person's own tokens, or every member's tokens for the org.
+    tokens = list(
+        ApiToken.objects.filter(account=account)
+        if account.is_organization
+        else ApiToken.objects.filter(user=user, account__isnull=True)
+    )
+    tokens.sort(key=lambda t: t.created_at)
     caps = dict(TokenCap.objects.filter(token__in=tokens).values_list("token_id", "monthly_cap"))
     context = {
         "billing": billing,
@@ -46,6 +72,9 @@ def billing_page(request: HttpRequest) -> HttpResponse:
         "tokens": [(t, caps.get(t.pk)) for t in tokens],
         "my_models": reports.usage_of_my_models(account),
         "credit_amounts": credit_amounts(),
+        "account": account,
+        "account_query": f"?account={account.username}" if account.is_organization else "",
+        "switch_to": accounts_of(user, "owner"),
     }
     return render(request, "billing/page.html", context)
 
@@ -56,7 +85,7 @@ def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
         days = min(max(int(request.GET.get("days", 30)), 1), CSV_MAX_DAYS)
     except ValueError:
         days = 30
-    billing = services.billing_for(signed_in(request.user).account)
+    billing = services.billing_for(_account(request))
     entries = reports.entries_since(billing, days).iterator()
 
     class Echo:
@@ -77,6 +106,7 @@ def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
         "unit_price",
         "amount_usd",
         "paid_from_credit_usd",
+        "user",
     ]
 
     def rows():  # type: ignore[no-untyped-def]
@@ -96,6 +126,7 @@ def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
                     "" if e.unit_price is None else e.unit_price,
                     e.amount,
                     e.credit_applied,
+                    e.user.username if e.user else "",
                 ]
             )
 
@@ -105,18 +136,15 @@ def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
 
 
 def _stripe_redirect(request: HttpRequest, make_url) -> HttpResponse:  # type: ignore[no-untyped-def]
+    account = _account(request)
     if not services.stripe_configured():
         messages.error(request, "Stripe is not configured on this site.")
-        return redirect("billing")
+        return HttpResponseRedirect(_page_url(account))
     try:
-        return HttpResponseRedirect(make_url(services.billing_for(signed_in(request.user).account)))
+        return HttpResponseRedirect(make_url(services.billing_for(account), account))
     except gateway.StripeError as exc:
         messages.error(request, f"Stripe could not be reached: {exc.user_message or exc}")
-        return redirect("billing")
-
-
-def _back(status: str = "") -> str:
-    return f"{settings.PUBLIC_URL}/billing/" + (f"?checkout={status}" if status else "")
+        return HttpResponseRedirect(_page_url(account))
 
 
 @login_required
@@ -124,7 +152,9 @@ def _back(status: str = "") -> str:
 def card_setup(request: HttpRequest) -> HttpResponse:
     return _stripe_redirect(
         request,
-        lambda b: gateway.setup_session(b, success_url=_back("card"), cancel_url=_back()),
+        lambda b, a: gateway.setup_session(
+            b, success_url=_page_url(a, "card", True), cancel_url=_page_url(a, absolute=True)
+        ),
     )
 
 
@@ -137,11 +167,14 @@ def credits_buy(request: HttpRequest) -> HttpResponse:
         amount = 0
     if amount not in credit_amounts():
         messages.error(request, f"amount: choose one of {', '.join(map(str, credit_amounts()))}")
-        return redirect("billing")
+        return HttpResponseRedirect(_page_url(_account(request)))
     return _stripe_redirect(
         request,
-        lambda b: gateway.credit_session(
-            b, amount_cents=amount * 100, success_url=_back("credits"), cancel_url=_back()
+        lambda b, a: gateway.credit_session(
+            b,
+            amount_cents=amount * 100,
+            success_url=_page_url(a, "credits", True),
+            cancel_url=_page_url(a, absolute=True),
         ),
     )
 
@@ -149,7 +182,9 @@ def credits_buy(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def portal(request: HttpRequest) -> HttpResponse:
-    return _stripe_redirect(request, lambda b: gateway.portal_session(b, return_url=_back()))
+    return _stripe_redirect(
+        request, lambda b, a: gateway.portal_session(b, return_url=_page_url(a, absolute=True))
+    )
 
 
 def _cap(value: str | None, field: str) -> tuple[Decimal | None, str | None]:
@@ -169,10 +204,16 @@ def _cap(value: str | None, field: str) -> tuple[Decimal | None, str | None]:
 @require_POST
 def caps_update(request: HttpRequest) -> HttpResponse:
     user = signed_in(request.user)
+    account = _account(request)
     account_cap, error = _cap(request.POST.get("monthly_cap"), "monthly_cap")
     errors = [error] if error else []
     token_caps = {}
-    for token in ApiToken.objects.filter(user=user):
+    tokens = (
+        ApiToken.objects.filter(account=account)
+        if account.is_organization
+        else ApiToken.objects.filter(user=user, account__isnull=True)
+    )
+    for token in tokens:
         name = f"token_cap_{token.pk}"
         if name in request.POST:
             cap, error = _cap(request.POST.get(name), name)
@@ -182,12 +223,21 @@ def caps_update(request: HttpRequest) -> HttpResponse:
     if errors:
         for error in errors:
             messages.error(request, error)
-        return redirect("billing")
-    services.caps_update(user.account, account_cap)
-    for token, cap in token_caps.items():
-        services.token_cap_update(token, cap)
+        return HttpResponseRedirect(_page_url(account))
+    with transaction.atomic():
+        services.caps_update(account, account_cap)
+        for token, cap in token_caps.items():
+            services.token_cap_update(token, cap)
+        audit.record(
+            "billing.caps",
+            actor=user,
+            account=account,
+            request=request,
+            monthly_cap=None if account_cap is None else str(account_cap),
+            token_caps={t.pk: None if c is None else str(c) for t, c in token_caps.items()},
+        )
     messages.success(request, "Spend caps saved.")
-    return redirect("billing")
+    return HttpResponseRedirect(_page_url(account))
 
 
 @csrf_exempt

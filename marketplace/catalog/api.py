@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from marketplace.accounts.models import Account, User
 from marketplace.api import openapi as o
+from marketplace.api.authentication import acting_account
 from marketplace.api.errors import Problem
 from marketplace.api.pagination import CursorPage
 from marketplace.catalog.models import Collection, Hardware, Model, Version
@@ -56,7 +57,9 @@ def _model_for(request: Request, owner: str, name: str) -> Model:
 def _owned_model(request: Request, owner: str, name: str) -> Model:
     model = _model_for(request, owner, name)
     if not model.is_owned_by(_user(request)):
-        raise Problem(403, "Only the model's owner may change it", "Forbidden")
+        raise Problem(
+            403, "Only the model's owner (a member with write access) may change it", "Forbidden"
+        )
     return model
 
 
@@ -139,7 +142,7 @@ class ModelCollectionApi(APIView):
         body.is_valid(raise_exception=True)
         data = body.validated_data
         owner = Account.objects.filter(username__iexact=data["owner"]).first()
-        if owner is None or not owner.is_member(_user(request)):
+        if owner is None or not owner.can_write(_user(request)):
             raise Problem(403, f"You cannot create models for {data['owner']}", "Forbidden")
         hardware = Hardware.objects.filter(sku=data["hardware"], is_active=True).first()
         if hardware is None:
@@ -294,9 +297,7 @@ class HardwareListApi(APIView):
 class AccountApi(APIView):
     @extend_schema(operation_id="account.get", responses=o.AccountOut)
     def get(self, request: Request) -> Response:
-        user = _user(request)
-        assert user is not None
-        account = user.account
+        account = acting_account(request)
         return Response(
             {
                 "type": account.type,
@@ -310,9 +311,12 @@ class AccountApi(APIView):
 class WebhookSecretApi(APIView):
     @extend_schema(operation_id="webhooks.default.secret.get", responses=o.SecretOut)
     def get(self, request: Request) -> Response:
-        user = _user(request)
-        assert user is not None
-        return Response({"key": user.account.webhook_secret})
+        account = acting_account(request)
+        if not account.is_member(_user(request), "member"):
+            raise Problem(
+                403, f"Read-only members of {account.username} cannot read its webhook secret"
+            )
+        return Response({"key": account.webhook_secret})
 
 
 class SearchApi(APIView):

@@ -13,7 +13,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from marketplace.accounts.models import Account, AnyUser
+from marketplace.accounts.models import Account, AnyUser, member_accounts
 from marketplace.accounts.validators import namespace_validator
 from marketplace.catalog import schema as cog_schema
 
@@ -54,10 +54,13 @@ def cover_image_path(instance: Model, filename: str) -> str:
 
 class ModelQuerySet(models.QuerySet["Model"]):
     def visible_to(self, user: AnyUser) -> ModelQuerySet:
-        """Public models, plus private ones the user's accounts own."""
+        """Public models, plus private ones of the accounts the user is a member of (an API
+        token: of its own account only)."""
         if user is None or not user.is_authenticated:
             return self.filter(visibility=Model.Visibility.PUBLIC)
-        return self.filter(Q(visibility=Model.Visibility.PUBLIC) | Q(owner__user=user))
+        return self.filter(
+            Q(visibility=Model.Visibility.PUBLIC) | Q(owner__in=member_accounts(user))
+        )
 
 
 class Model(models.Model):
@@ -110,10 +113,11 @@ class Model(models.Model):
         return self.versions.order_by("-created_at").first()
 
     def is_owned_by(self, user: AnyUser) -> bool:
-        return self.owner.is_member(user)
+        """Whether ``user`` may change this model (and its versions): its owner's writers."""
+        return self.owner.can_write(user)
 
     def is_visible_to(self, user: AnyUser) -> bool:
-        return self.visibility == self.Visibility.PUBLIC or self.is_owned_by(user)
+        return self.visibility == self.Visibility.PUBLIC or self.owner.is_member(user)
 
 
 class VersionQuerySet(models.QuerySet["Version"]):
@@ -121,7 +125,7 @@ class VersionQuerySet(models.QuerySet["Version"]):
         if user is None or not user.is_authenticated:
             return self.filter(model__visibility=Model.Visibility.PUBLIC)
         return self.filter(
-            Q(model__visibility=Model.Visibility.PUBLIC) | Q(model__owner__user=user)
+            Q(model__visibility=Model.Visibility.PUBLIC) | Q(model__owner__in=member_accounts(user))
         )
 
     def resolve(self, ref: str) -> Version | None:

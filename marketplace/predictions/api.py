@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from marketplace.accounts.models import ApiToken, User, signed_in
 from marketplace.api import openapi as o
+from marketplace.api.authentication import acting_account
 from marketplace.api.errors import Problem
 from marketplace.api.pagination import CursorPage
 from marketplace.api.throttles import ApiRateThrottle, CreateRateThrottle
@@ -86,10 +87,11 @@ def parse_duration(value: str | None, field: str) -> timedelta | None:
 
 
 def _predictions_of(user: User) -> Any:
+    """The predictions of the account the caller's token acts for (any member's)."""
     return (
         Prediction.objects.select_related("model__owner", "version", "hardware", "instance")
         .defer("version__openapi_schema")
-        .filter(account__user=user)
+        .filter(account=user.account)
     )
 
 
@@ -104,13 +106,14 @@ def _prediction_for(request: Request, prediction_id: str) -> Prediction:
 def _create(request: Request, version: Version, data: dict[str, Any]) -> Response:
     """The part every create endpoint shares, after it has found the version."""
     user = signed_in(request.user)
+    account = acting_account(request, write=True)
     deadline: datetime | None = None
     lifetime = parse_duration(request.headers.get("Cancel-After"), "Cancel-After") or (
         parse_duration(data.get("lifetime"), "lifetime")
     )
     if lifetime is not None:
         deadline = timezone.now() + lifetime
-    file_errors = uploads.check_inputs(user.account, data["input"])
+    file_errors = uploads.check_inputs(account, data["input"])
     if file_errors:
         raise Problem(
             422,
@@ -122,7 +125,7 @@ def _create(request: Request, version: Version, data: dict[str, Any]) -> Respons
         prediction = prediction_create(
             version=version,
             input=data["input"],
-            account=user.account,
+            account=account,
             created_by=user,
             created_by_token=request.auth if isinstance(request.auth, ApiToken) else None,
             webhook=data.get("webhook") or "",
@@ -236,7 +239,9 @@ class PredictionDetailApi(APIView):
 class PredictionCancelApi(APIView):
     @extend_schema(operation_id="predictions.cancel", request=None, responses=o.PredictionOut)
     def post(self, request: Request, prediction_id: str) -> Response:
-        prediction = prediction_cancel(_prediction_for(request, prediction_id))
+        prediction = _prediction_for(request, prediction_id)
+        acting_account(request, write=True)
+        prediction = prediction_cancel(prediction)
         return Response(prediction.to_api())
 
 

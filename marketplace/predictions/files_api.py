@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from marketplace.accounts.models import User, signed_in
 from marketplace.api import openapi as o
+from marketplace.api.authentication import acting_account
 from marketplace.api.errors import Problem
 from marketplace.api.pagination import CursorPage
 from marketplace.predictions.uploads import UploadedFile, default_expiry, signature_valid
@@ -114,7 +115,7 @@ class FileCollectionApi(APIView):
         content.seek(0)
         user = signed_in(request.user)
         uploaded = UploadedFile(
-            account=user.account,
+            account=acting_account(request, write=True),
             created_by=user,
             name=name,
             content_type=content_type[:255],
@@ -138,6 +139,7 @@ class FileDetailApi(APIView):
     @extend_schema(operation_id="files.delete", responses={204: o.NO_CONTENT})
     def delete(self, request: Request, file_id: str) -> Response:
         found = _file_for(request, file_id)
+        acting_account(request, write=True)
         found.delete_content()
         found.delete()
         return Response(status=204)

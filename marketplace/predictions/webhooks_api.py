@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.api import openapi as o
+from marketplace.api.authentication import acting_account
 from marketplace.api.errors import Problem
 from marketplace.predictions.api import _prediction_for
 from marketplace.predictions.webhooks import WebhookDelivery, redeliver
@@ -27,6 +28,7 @@ class WebhookRedeliverApi(APIView):
     )
     def post(self, request: Request, prediction_id: str, message_id: str) -> Response:
         prediction = _prediction_for(request, prediction_id)
+        acting_account(request, write=True)
         delivery = WebhookDelivery.objects.filter(
             prediction=prediction, message_id=message_id
         ).first()

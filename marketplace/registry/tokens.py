@@ -4,8 +4,11 @@
 ``repository:alice/hello:push,pull``; the platform grants the intersection of what was asked and
 what the caller may do:
 
-- people (and their API tokens): push, pull and delete on repositories of the accounts they act
-  for (a deleted manifest hides its version), pull on public models of anyone;
+- people (and their API tokens): push, pull and delete on repositories of the accounts they may
+  write to (a deleted manifest hides its version), pull on those they may only read (read-only
+  members, read tokens), pull on public models of anyone. A token reaches only the account it is
+  scoped to: a user-scoped token cannot push to an organisation, an organisation's token cannot
+  push to its user's own namespace;
 - the platform's own agents (a short-lived signed robot credential): pull on everything;
 - staff: additionally ``registry:catalog:*``.
 
@@ -127,8 +130,13 @@ def allowed_actions(principal: Principal | None, scope: Scope) -> set[str]:
     allowed: set[str] = set()
     if principal is not None and principal.user is not None:
         account = Account.objects.filter(username__iexact=owner).first()
-        if account is not None and account.username == owner and account.is_member(principal.user):
-            allowed |= {"pull", "push", "delete"}
+        if account is not None and account.username == owner:
+            # An API token reaches only its own account (user- or organisation-scoped); a
+            # read token, or a read-only member, only pulls.
+            if account.can_write(principal.user):
+                allowed |= {"pull", "push", "delete"}
+            elif account.is_member(principal.user):
+                allowed.add("pull")
     if principal is not None and "pull" not in allowed:
         # Signed-in people may pull public models (e.g. to run them on their own machine).
         public = Model.objects.filter(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.http import Http404
 
-from marketplace.accounts.models import AnyUser
+from marketplace.accounts.models import Account, AnyUser, member_accounts
 from marketplace.catalog.models import Model, Version
 from marketplace.predictions.models import Prediction
 
@@ -27,6 +27,27 @@ def owned_model_for(user: AnyUser, owner: str, name: str) -> Model:
     if not model.is_owned_by(user):
         raise Http404("No such model")
     return model
+
+
+def accounts_of(user: AnyUser, at_least: str = "member") -> list[Account]:
+    """The accounts the user holds at least ``at_least`` in (default: may write to), their
+    personal account first: the choices of the site's owner switchers."""
+    if user is None or not user.is_authenticated:
+        return []
+    accounts = Account.objects.filter(pk__in=member_accounts(user, at_least))
+    return sorted(accounts, key=lambda a: (a.is_organization, a.username))
+
+
+def chosen_account(user: AnyUser, username: str | None, at_least: str = "member") -> Account:
+    """The account a form says to act as (empty: the personal account); 404 unless the user
+    holds at least ``at_least`` there."""
+    if not username:
+        assert user is not None and user.is_authenticated
+        return user.personal_account  # type: ignore[union-attr]
+    account = Account.objects.filter(username__iexact=username).first()
+    if account is None or not account.is_member(user, at_least):
+        raise Http404("No such account")
+    return account
 
 
 def versions_of(model: Model) -> QuerySet[Version]:

@@ -1,19 +1,16 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
 from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
+from django.utils import timezone
 
 from marketplace.accounts.models import Account, User
+from marketplace.accounts.validators import RESERVED_NAMES
 from marketplace.catalog.models import Hardware, Model, Version
-
-# First path segments the site uses itself: an account with one of these names would be
-# unreachable at /<name>.
-RESERVED_NAMES = frozenset(
-    {"account", "admin", "api", "collections", "files", "new", "p", "search", "static", "v1"}
-)
 
 
 class SignupForm(UserCreationForm):
@@ -34,9 +31,51 @@ class SignupForm(UserCreationForm):
 
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What the token is for, e.g. 'laptop'.")
+    scope = forms.ChoiceField(
+        required=False,
+        label="Acts for",
+        help_text="Your own account, or one organization: it sees only that account's private "
+        "things (and public ones), and its predictions are billed there.",
+    )
+    permission = forms.ChoiceField(
+        choices=[("write", "read and write"), ("read", "read only")],
+        initial="write",
+        help_text="A read-only token can list and fetch, never create, change or push.",
+    )
+    expires_on = forms.DateField(
+        required=False,
+        label="Expires on",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Optional: the token stops working at the start of this day (UTC).",
+    )
+
+    def __init__(self, *args: Any, accounts: list[Account], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.accounts = {a.username: a for a in accounts}
+        field = self.fields["scope"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [
+            (a.username, a.username + (" (organization)" if a.is_organization else ""))
+            for a in accounts
+        ]
+
+    def clean_scope(self) -> Account:
+        return self.accounts[self.cleaned_data.get("scope") or next(iter(self.accounts))]
+
+    def clean_expires_on(self) -> datetime | None:
+        day = self.cleaned_data.get("expires_on")
+        if day is None:
+            return None
+        when = datetime.combine(day, time.min, tzinfo=UTC)
+        if when <= timezone.now():
+            raise forms.ValidationError("Choose a day after today.")
+        return when
 
 
 class ModelCreateForm(forms.ModelForm):
+    owner = forms.ChoiceField(
+        required=False, help_text="You (the default), or an organization you can write to."
+    )
     default_hardware = forms.ModelChoiceField(
         queryset=Hardware.objects.filter(is_active=True), label="Hardware", empty_label=None
     )
@@ -46,15 +85,33 @@ class ModelCreateForm(forms.ModelForm):
         fields = ("name", "description", "visibility", "default_hardware")
         help_texts = {"name": "Lowercase letters, digits and . _ - between them."}
 
-    def __init__(self, *args: Any, owner: Account, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.owner = owner
+    field_order = ("owner", "name", "description", "visibility", "default_hardware")
 
-    def clean_name(self) -> str:
-        name = self.cleaned_data["name"]
-        if Model.objects.filter(owner=self.owner, name=name).exists():
-            raise forms.ValidationError("You already have a model with that name.")
-        return name
+    def __init__(self, *args: Any, owners: list[Account], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The person's own account comes first: the default owner.
+        self.owners = {a.username: a for a in owners}
+        field = self.fields["owner"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [(a.username, a.username) for a in owners]
+
+    def clean_owner(self) -> Account:
+        return self.owners[self.cleaned_data.get("owner") or next(iter(self.owners))]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        owner, name = cleaned.get("owner"), cleaned.get("name")
+        if owner is not None and name and Model.objects.filter(owner=owner, name=name).exists():
+            who = "You already have" if owner.user_id else f"{owner.username} already has"
+            self.add_error("name", f"{who} a model with that name.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> Model:
+        model = super().save(commit=False)
+        model.owner = self.cleaned_data["owner"]
+        if commit:
+            model.save()
+        return model
 
 
 class ModelEditForm(forms.ModelForm):

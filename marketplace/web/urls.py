@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from marketplace.web.views import accounts, catalog, models, owners, predictions
+from marketplace.web.views import accounts, catalog, models, orgs, owners, predictions
 
 urlpatterns = [
     path("", catalog.explore, name="home"),
@@ -38,6 +38,32 @@ urlpatterns = [
     path("account/tokens", accounts.tokens, name="tokens"),
     path("account/tokens/<int:token_id>/revoke", accounts.token_revoke, name="token-revoke"),
     path("account/predictions", accounts.history, name="history"),
+    # Organisations (under /account/: their own names are taken by profiles and models)
+    path("account/organizations", orgs.organizations, name="organizations"),
+    path("account/organizations/<str:org>/members", orgs.members, name="org-members"),
+    path("account/organizations/<str:org>/invite", orgs.invite, name="org-invite"),
+    path(
+        "account/organizations/<str:org>/invitations/<int:invitation_id>/revoke",
+        orgs.invitation_revoke,
+        name="org-invitation-revoke",
+    ),
+    path(
+        "account/organizations/<str:org>/members/<str:username>/role",
+        orgs.member_role,
+        name="org-member-role",
+    ),
+    path(
+        "account/organizations/<str:org>/members/<str:username>/remove",
+        orgs.member_remove,
+        name="org-member-remove",
+    ),
+    path("account/invitations", orgs.inbox, name="invitations"),
+    path("account/invitations/claim/<str:token>", orgs.invitation_claim, name="invitation-claim"),
+    path(
+        "account/invitations/<int:invitation_id>/<str:answer>",
+        orgs.invitation_answer,
+        name="invitation-answer",
+    ),
     # Predictions
     path("p/<str:prediction_id>", predictions.prediction_page, name="prediction"),
     path("p/<str:prediction_id>/json", predictions.prediction_json, name="prediction-json"),
@@ -63,4 +89,5 @@ urlpatterns = [
     path("<str:owner>/<str:name>/examples", models.model_examples, name="model-examples"),
     path("<str:owner>/<str:name>/edit", owners.model_edit, name="model-edit"),
     path("<str:owner>/<str:name>/push", owners.model_push, name="model-push"),
+    path("<str:owner>/<str:name>/transfer", orgs.model_transfer, name="model-transfer"),
 ]

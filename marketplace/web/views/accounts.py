@@ -5,13 +5,17 @@ from __future__ import annotations
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from marketplace.accounts.models import ApiToken, signed_in
+from marketplace import audit
+from marketplace.accounts.models import ApiToken, member_accounts, signed_in
 from marketplace.predictions.models import Prediction
+from marketplace.web.access import accounts_of
 from marketplace.web.forms import SignupForm, TokenForm
 
 HISTORY_PAGE_SIZE = 50
@@ -33,9 +37,26 @@ def signup(request: HttpRequest) -> HttpResponse:
 @login_required
 def tokens(request: HttpRequest) -> HttpResponse:
     user = signed_in(request.user)
-    form = TokenForm(request.POST or None)
+    form = TokenForm(request.POST or None, accounts=accounts_of(user, "read_only"))
     if request.method == "POST" and form.is_valid():
-        _, raw_key = ApiToken.create_for(user, form.cleaned_data["name"])
+        data = form.cleaned_data
+        with transaction.atomic():
+            token, raw_key = ApiToken.create_for(
+                user,
+                data["name"],
+                account=data["scope"],
+                permission=data["permission"],
+                expires_at=data["expires_on"],
+            )
+            audit.record(
+                "token.create",
+                actor=user,
+                account=data["scope"],
+                target=token,
+                request=request,
+                permission=token.permission,
+                expires_at=token.expires_at.isoformat() if token.expires_at else None,
+            )
         # Shown by the next page once (post/redirect/get, so a reload cannot mint another); the
         # database keeps only a hash.
         request.session[NEW_TOKEN_KEY] = raw_key
@@ -46,7 +67,8 @@ def tokens(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "created_key": request.session.pop(NEW_TOKEN_KEY, None),
-            "tokens": user.api_tokens.order_by("-created_at"),
+            "tokens": user.api_tokens.select_related("account").order_by("-created_at"),
+            "now": timezone.now(),
         },
     )
     response["Cache-Control"] = "no-store"
@@ -56,7 +78,16 @@ def tokens(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
-    get_object_or_404(ApiToken, pk=token_id, user=signed_in(request.user)).delete()
+    token = get_object_or_404(ApiToken, pk=token_id, user=signed_in(request.user))
+    with transaction.atomic():
+        audit.record(
+            "token.revoke",
+            actor=request.user,
+            account=token.account or signed_in(request.user).personal_account,
+            target=token,
+            request=request,
+        )
+        token.delete()
     return redirect("tokens")
 
 
@@ -64,7 +95,7 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
 def history(request: HttpRequest) -> HttpResponse:
     user = signed_in(request.user)
     predictions = (
-        Prediction.objects.filter(account__user=user)
+        Prediction.objects.filter(account__in=member_accounts(user))
         .select_related("model__owner")
         .defer("input", "output", "logs")
         .order_by("-created_at")

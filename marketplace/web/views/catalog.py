@@ -100,6 +100,11 @@ def profile(request: HttpRequest, username: str) -> HttpResponse:
         {
             "account": account,
             "models": describe(models),
-            "is_self": account.is_member(request.user),
+            "is_self": not account.is_organization and account.is_member(request.user),
+            "is_org_member": account.is_organization and account.is_member(request.user),
+            "can_write": account.can_write(request.user),
+            "memberships": account.memberships.select_related("user").order_by("user__username")
+            if account.is_organization and account.is_member(request.user)
+            else [],
         },
     )

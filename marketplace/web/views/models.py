@@ -27,7 +27,14 @@ from marketplace.predictions.services import (
 )
 from marketplace.registry.models import ImagePush
 from marketplace.web import playground
-from marketplace.web.access import model_for, owned_model_for, prediction_for, versions_of
+from marketplace.web.access import (
+    accounts_of,
+    chosen_account,
+    model_for,
+    owned_model_for,
+    prediction_for,
+    versions_of,
+)
 from marketplace.web.forms import VersionPriceForm
 from marketplace.web.rendering import describe, markdown_html, render_output
 
@@ -49,6 +56,7 @@ def _page(request: HttpRequest, model: Model, tab: str, **context: Any) -> HttpR
         model=model,
         tab=tab,
         is_owner=model.is_owned_by(request.user),
+        run_as=accounts_of(request.user) if tab == "playground" else [],
         readme=markdown_html(model.readme) if tab == "playground" else "",
     )
     if tab == "playground" and context["is_owner"]:
@@ -106,6 +114,8 @@ def run(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     user = request.user
     assert isinstance(user, User)
     model = model_for(user, owner, name)
+    # Who pays: the person, or an organisation they may write to (the playground's "Run as").
+    account = chosen_account(user, request.POST.get("account"))
     version = _version(model, request.POST.get("version"))
     if version is None:
         raise Http404("This model has no version to run yet")
@@ -149,7 +159,7 @@ def run(request: HttpRequest, owner: str, name: str) -> HttpResponse:
                 prediction = prediction_create(
                     version=version,
                     input=payload,
-                    account=user.account,
+                    account=account,
                     created_by=user,
                     source=Prediction.Source.WEB,
                 )

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from marketplace import audit
 from marketplace.accounts.models import User
 from marketplace.catalog.models import Hardware
 from marketplace.registry.models import ImagePush
-from marketplace.web.access import owned_model_for
+from marketplace.web.access import accounts_of, owned_model_for
 from marketplace.web.forms import ModelCreateForm, ModelEditForm
 from marketplace.web.rendering import describe
 
@@ -24,12 +26,15 @@ def registry_host() -> str:
 def model_create(request: HttpRequest) -> HttpResponse:
     user = request.user
     assert isinstance(user, User)
-    initial = {"default_hardware": Hardware.objects.filter(is_active=True).first()}
-    form = ModelCreateForm(request.POST or None, owner=user.account, initial=initial)
+    initial = {
+        "default_hardware": Hardware.objects.filter(is_active=True).first(),
+        "owner": request.GET.get("owner") or user.username,
+    }
+    form = ModelCreateForm(request.POST or None, owners=accounts_of(user), initial=initial)
     if request.method == "POST" and form.is_valid():
-        model = form.save(commit=False)
-        model.owner = user.account
-        model.save()
+        with transaction.atomic():
+            model = form.save()
+            audit.record("model.create", actor=user, account=model.owner, target=model)
         return redirect("model-push", owner=model.owner.username, name=model.name)
     return render(request, "web/model_create.html", {"form": form})
 
@@ -44,7 +49,13 @@ def model_edit(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     return render(
         request,
         "web/model_edit.html",
-        {"form": form, "model": model, "tab": "edit", "is_owner": True},
+        {
+            "form": form,
+            "model": model,
+            "tab": "edit",
+            "is_owner": True,
+            "transfer_to": [a for a in accounts_of(request.user) if a.pk != model.owner_id],
+        },
     )
 
 

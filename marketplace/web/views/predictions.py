@@ -10,6 +10,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import (
     Http404,
     HttpRequest,
@@ -88,8 +89,9 @@ def prediction_page(request: HttpRequest, prediction_id: str) -> HttpResponse:
         "deliveries": list(prediction.webhook_deliveries.prefetch_related("attempts"))
         if is_mine
         else [],
+        "can_write": prediction.account.can_write(request.user),
         "can_feature": model.is_owned_by(request.user)
-        and prediction.account.is_member(request.user)
+        and prediction.account.can_write(request.user)
         and prediction.status == Prediction.Status.SUCCEEDED,
         "hardware": prediction.hardware,
     }
@@ -150,12 +152,20 @@ def _reload(prediction_id: str) -> Prediction:
     return Prediction.objects.only("id", "status", "version_id").get(pk=prediction_id)
 
 
+def _writable(user: AnyUser, prediction_id: str) -> Prediction:
+    """A prediction the user may act on: 404 to outsiders, 403 to read-only members."""
+    prediction = prediction_for(user, prediction_id)
+    if not prediction.account.is_member(user):
+        raise Http404("No such prediction")
+    if not prediction.account.can_write(user):
+        raise PermissionDenied(f"Your role in {prediction.account.username} is read-only")
+    return prediction
+
+
 @login_required
 @require_POST
 def cancel(request: HttpRequest, prediction_id: str) -> HttpResponse:
-    prediction = prediction_for(request.user, prediction_id)
-    if not prediction.account.is_member(request.user):
-        raise Http404("No such prediction")
+    prediction = _writable(request.user, prediction_id)
     if not prediction.is_terminal:
         prediction_cancel(prediction)
     return redirect("prediction", prediction_id=prediction.pk)
@@ -167,7 +177,7 @@ def feature(request: HttpRequest, prediction_id: str) -> HttpResponse:
     """The model's owner features (or unfeatures) one of their own predictions as an example."""
     prediction = prediction_for(request.user, prediction_id)
     if not (
-        prediction.model.is_owned_by(request.user) and prediction.account.is_member(request.user)
+        prediction.model.is_owned_by(request.user) and prediction.account.can_write(request.user)
     ):
         raise Http404("No such prediction")
     featured = request.POST.get("featured") == "1"
@@ -181,9 +191,7 @@ def feature(request: HttpRequest, prediction_id: str) -> HttpResponse:
 @require_POST
 def redeliver_webhook(request: HttpRequest, prediction_id: str, message_id: str) -> HttpResponse:
     """Send a delivered or failed webhook once more (same webhook-id), like the API's redeliver."""
-    prediction = prediction_for(request.user, prediction_id)
-    if not prediction.account.is_member(request.user):
-        raise Http404("No such prediction")
+    prediction = _writable(request.user, prediction_id)
     delivery = WebhookDelivery.objects.filter(prediction=prediction, message_id=message_id).first()
     if delivery is None:
         raise Http404("No such webhook delivery")
