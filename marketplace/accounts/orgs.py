@@ -39,9 +39,13 @@ class OrgError(ValueError):
         self.message = message
 
 
+class NotAllowed(OrgError):
+    """The actor's role does not allow this (the site answers 403)."""
+
+
 def _require_admin(account: Account, actor: User) -> None:
     if not account.is_organization or not account.can_admin(actor):
-        raise OrgError("account", f"only owners of {account.username} may do this")
+        raise NotAllowed("account", f"only owners of {account.username} may do this")
 
 
 def _role(role: str) -> str:
@@ -267,7 +271,7 @@ def model_transfer(model: Model, actor: User, to: Account) -> Model:
     from marketplace.catalog.models import Model
 
     if not model.owner.can_write(actor) or not to.can_write(actor):
-        raise OrgError("to", "you can only move a model between accounts you can write to")
+        raise NotAllowed("to", "you can only move a model between accounts you can write to")
     if to.pk == model.owner_id:
         raise OrgError("to", f"the model already belongs to {to.username}")
     with transaction.atomic():

@@ -40,6 +40,7 @@ class TokenForm(forms.Form):
     permission = forms.ChoiceField(
         choices=[("write", "read and write"), ("read", "read only")],
         initial="write",
+        required=False,
         help_text="A read-only token can list and fetch, never create, change or push.",
     )
     expires_on = forms.DateField(
@@ -61,6 +62,9 @@ class TokenForm(forms.Form):
 
     def clean_scope(self) -> Account:
         return self.accounts[self.cleaned_data.get("scope") or next(iter(self.accounts))]
+
+    def clean_permission(self) -> str:
+        return self.cleaned_data.get("permission") or "write"
 
     def clean_expires_on(self) -> datetime | None:
         day = self.cleaned_data.get("expires_on")

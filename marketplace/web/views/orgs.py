@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -88,6 +89,8 @@ def _act(request: HttpRequest, org: str, action, success: str) -> HttpResponse: 
     account = _org_for(user, org)
     try:
         action(account, user)
+    except orgs.NotAllowed as exc:
+        raise PermissionDenied(exc.message) from exc
     except orgs.OrgError as exc:
         return _members_page(request, account, {exc.field: exc.message})
     messages.success(request, success)
