@@ -155,6 +155,10 @@ class Account(models.Model):
             )
         return cache[user.pk]
 
+    def forget_roles(self) -> None:
+        """Drop the roles remembered by :meth:`role_of` (after memberships change)."""
+        self.__dict__.pop("_roles", None)
+
     def is_member(self, user: AnyUser, at_least: str = "read_only") -> bool:
         """Whether ``user`` may see this account's private things (any role), or holds at least
         the role ``at_least`` (for reading what only that role may read, e.g. billing)."""

@@ -228,6 +228,7 @@ def role_change(account: Account, actor: User, member: User, role: str) -> Membe
         previous = membership.role
         membership.role = role
         membership.save(update_fields=["role"])
+        account.forget_roles()
         audit.record(
             "membership.role",
             actor=actor,
@@ -254,6 +255,7 @@ def member_remove(account: Account, actor: User, member: User) -> None:
         if membership.role == Membership.Role.OWNER and owners == 1:
             raise OrgError("member", "the last owner cannot leave; make someone else owner first")
         membership.delete()
+        account.forget_roles()
         ApiToken.objects.filter(user=member, account=account).delete()
         audit.record(
             "membership.leave" if actor.pk == member.pk else "membership.remove",
