@@ -19,6 +19,12 @@ from marketplace.catalog.services import version_publish_local
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import prediction_create
 from marketplace.predictions.uploads import UploadedFile, default_expiry
+from tests.docker.conftest import (  # noqa: F401 - the registry fixtures, for test_registry
+    cog_images,
+    docker_client,
+    registry_server,
+    registry_stack,
+)
 from tests.factories import EXAMPLES, UserFactory, cpu
 
 # Who may do what, in this order everywhere: the org's owner, a member, a read-only member, a

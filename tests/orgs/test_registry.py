@@ -16,12 +16,6 @@ from marketplace.catalog.models import Model, Version
 from marketplace.registry.models import ImagePush
 from marketplace.registry.services import version_id_for
 from tests.conftest import wait_for
-from tests.docker.conftest import (  # noqa: F401 - fixtures
-    cog_images,
-    docker_client,
-    registry_server,
-    registry_stack,
-)
 from tests.orgs.conftest import World
 from tests.registry.test_token_endpoint import _access, _basic, _token
 
