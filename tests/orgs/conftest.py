@@ -14,7 +14,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from marketplace.accounts.models import Account, ApiToken, Membership, User
-from marketplace.catalog.models import Model, Version
+from marketplace.catalog.models import Collection, Model, Version
 from marketplace.catalog.services import version_publish_local
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import prediction_create
@@ -94,6 +94,8 @@ def world(db: None) -> World:
     prediction = prediction_create(
         version=version, input={"text": "hi"}, account=org, created_by=users["member"]
     )
+    tools = Collection.objects.create(slug="tools", name="Tools")
+    tools.members.add(version.model_id, public)
     upload = UploadedFile(
         account=org,
         created_by=users["member"],

@@ -67,6 +67,11 @@ def _search_sees_private(world: World, role: str, response: Any) -> None:
     assert "diary" not in names
 
 
+def _collection_lists_public_only(world: World, role: str, response: Any) -> None:
+    # The API's collections are public lists: private members are left out for everyone.
+    assert [m["name"] for m in response.json()["models"]] == ["open"]
+
+
 def _quote(world: World, role: str, response: Any) -> None:
     if response.status_code == 200:
         assert response.json()["model"] == "acme/secret"
@@ -186,6 +191,13 @@ API_ROWS = [
     Row("files list", "get", "/v1/files", (200, 200, 200, 200, 401)),
     Row("collections", "get", "/v1/collections", (200, 200, 200, 200, 401)),
     Row(
+        "collection",
+        "get",
+        "/v1/collections/tools",
+        (200, 200, 200, 200, 401),
+        check=_collection_lists_public_only,
+    ),
+    Row(
         "search",
         "get",
         "/v1/search?query=acme",
@@ -228,6 +240,19 @@ def _profile(world: World, role: str, response: Any) -> None:
     assert ("acme/secret" in html or 'href="/acme/secret"' in html) == member
     assert ("rita" in html) == member  # members are listed to members only
     assert 'href="/acme/open"' in html
+
+
+def _shows_secret_to_members(world: World, role: str, response: Any) -> None:
+    """Listings show the org's private model (or its prediction) to its members only."""
+    if response.status_code != 200:
+        return
+    html = response.content.decode()
+    member = role in ("owner", "member", "read_only")
+    if "/account/predictions" in response.request["PATH_INFO"]:
+        assert (world.prediction.pk in html) == member
+    else:
+        assert ('href="/acme/secret"' in html) == member
+        assert 'href="/acme/open"' in html
 
 
 def _run_redirects_to_prediction(world: World, role: str, response: Any) -> None:
@@ -301,6 +326,23 @@ PAGE_ROWS = [
         body={"monthly_cap": "50"},
     ),
     Row("tokens page", "get", "/account/tokens", (200, 200, 200, 200, 302)),
+    Row(
+        "prediction history",
+        "get",
+        "/account/predictions",
+        (200, 200, 200, 200, 302),
+        check=_shows_secret_to_members,
+    ),
+    Row(
+        "search", "get", "/search?q=acme", (200, 200, 200, 200, 200), check=_shows_secret_to_members
+    ),
+    Row(
+        "collection page",
+        "get",
+        "/collections/tools",
+        (200, 200, 200, 200, 200),
+        check=_shows_secret_to_members,
+    ),
     Row(
         "transfer to self",
         "post",
