@@ -80,14 +80,20 @@ def member_accounts(user: AnyUser, at_least: str = "read_only") -> models.QueryS
     if user is None or not user.is_authenticated:
         return Account.objects.none().values("pk")
     assert isinstance(user, User)
-    roles = [role for role, rank in ROLE_RANK.items() if rank >= ROLE_RANK[at_least]]
+    scope = user.scope_account_id
+    if scope is not None and at_least == "read_only":
+        # Authentication already checked the token's user belongs to its account.
+        return Account.objects.filter(pk=scope).values("pk")
+    memberships = Membership.objects.filter(user=user)
+    if at_least != "read_only":
+        roles = [role for role, rank in ROLE_RANK.items() if rank >= ROLE_RANK[at_least]]
+        memberships = memberships.filter(role__in=roles)
     accounts = Account.objects.filter(
-        models.Q(user=user)
-        | models.Q(pk__in=Membership.objects.filter(user=user, role__in=roles).values("account"))
+        models.Q(user=user) | models.Q(pk__in=memberships.values("account"))
     )
-    if user.scope_account_id is not None:
-        accounts = accounts.filter(pk=user.scope_account_id)
-        if at_least != "read_only" and not _token_writes(user):
+    if scope is not None:
+        accounts = accounts.filter(pk=scope)
+        if not _token_writes(user):
             return Account.objects.none().values("pk")
     return accounts.values("pk")
 
