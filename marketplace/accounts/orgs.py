@@ -156,6 +156,9 @@ def invitation_claim(user: User, token: str) -> Invitation:
         if invitation.user_id is None:
             invitation.user = user
             invitation.save(update_fields=["user"])
+            audit.record(
+                "invitation.claim", actor=user, account=invitation.account, target=invitation
+            )
         elif invitation.user_id != user.pk:
             raise OrgError("link", "this invitation was claimed by someone else")
     return invitation

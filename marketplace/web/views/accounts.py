@@ -96,7 +96,7 @@ def history(request: HttpRequest) -> HttpResponse:
     user = signed_in(request.user)
     predictions = (
         Prediction.objects.filter(account__in=member_accounts(user))
-        .select_related("model__owner")
+        .select_related("model__owner", "account", "created_by")
         .defer("input", "output", "logs")
         .order_by("-created_at")
     )
