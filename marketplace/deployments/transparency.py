@@ -65,6 +65,23 @@ def queue_info(prediction: Prediction) -> dict[str, Any] | None:
     return {"position": position, "estimated_start_at": estimate, "phase": phase}
 
 
+PHASE_LABELS = {
+    QUEUED: "waiting for a free slot",
+    STARTING_INSTANCE: "starting an instance",
+    SETUP: "the model is setting up",
+    RUNNING: "running",
+}
+
+
+def describe(info: dict[str, Any] | None) -> str:
+    """One line for people: "position 3 in the queue · starting an instance"."""
+    if not info or info.get("phase") == RUNNING:
+        return ""
+    parts = [f"position {info['position']} in the queue"] if info.get("position") else []
+    parts.append(PHASE_LABELS.get(str(info.get("phase")), ""))
+    return " · ".join(p for p in parts if p)
+
+
 def with_queue(body: dict[str, Any], prediction: Prediction) -> dict[str, Any]:
     """Add the ``queue`` extension to an API prediction object (while it is active)."""
     info = queue_info(prediction)

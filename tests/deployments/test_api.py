@@ -129,9 +129,7 @@ def test_outsiders_get_404_for_everything(
     assert APIClient().get(base).status_code == 401
 
 
-def test_a_private_model_cannot_be_deployed_by_others(
-    outsider_api: APIClient, sleepy: Any
-) -> None:
+def test_a_private_model_cannot_be_deployed_by_others(outsider_api: APIClient, sleepy: Any) -> None:
     private(sleepy)
     response = outsider_api.post(
         "/v1/deployments",
@@ -202,8 +200,12 @@ def test_prewarm_asks_for_instances_up_to_the_maximum(api: APIClient, sleepy: An
 def test_model_prewarm_is_for_its_owners(
     api: APIClient, outsider_api: APIClient, sleepy: Any
 ) -> None:
-    assert outsider_api.post("/v1/models/alice/sleepy/prewarm", {}, format="json").status_code == 403
+    assert (
+        outsider_api.post("/v1/models/alice/sleepy/prewarm", {}, format="json").status_code == 403
+    )
     response = api.post("/v1/models/alice/sleepy/prewarm", {"instances": 1}, format="json")
     assert response.status_code == 202 and response.json() == {"requested": 1, "instances": 1}
     private(sleepy)
-    assert outsider_api.post("/v1/models/alice/sleepy/prewarm", {}, format="json").status_code == 404
+    assert (
+        outsider_api.post("/v1/models/alice/sleepy/prewarm", {}, format="json").status_code == 404
+    )

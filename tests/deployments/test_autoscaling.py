@@ -38,9 +38,7 @@ def deploy(api: APIClient, version: Any, **config: Any) -> Deployment:
 
 
 def live(deployment: Deployment, *states: str) -> list[Instance]:
-    return list(
-        Instance.objects.filter(deployment=deployment, state__in=states or Instance.LIVE)
-    )
+    return list(Instance.objects.filter(deployment=deployment, state__in=states or Instance.LIVE))
 
 
 class Sampler(threading.Thread):
@@ -140,9 +138,7 @@ def test_a_new_version_rolls_over_without_dropping_queued_work(
     wait_for(lambda: len(live(deployment, Instance.State.READY)) == 1, timeout=60)
     old = live(deployment)[0]
     url = "/v1/deployments/alice/sleepy/predictions"
-    ids = [
-        api.post(url, {"input": {"seconds": 0.5}}, format="json").json()["id"] for _ in range(8)
-    ]
+    ids = [api.post(url, {"input": {"seconds": 0.5}}, format="json").json()["id"] for _ in range(8)]
     patched = api.patch("/v1/deployments/alice/sleepy", {"version": v2.pk}, format="json")
     assert patched.json()["current_release"]["number"] == 2
     predictions = finished(ids, timeout=120)
