@@ -10,9 +10,9 @@ within ``LEASE_SECONDS``. Each tick (``AUTOSCALER_INTERVAL``, at most a second):
 - **supply** = live + starting (requested, booting, in setup) + draining instances of the current
   version. Missing ones are requested from ``hw:<sku>``, no more than the free capacity of online
   hosts with that hardware (``Host.max_instances`` and free GPUs) minus requests not yet taken;
-- a deployment's instances of an older version are retired once one of the current version is
-  live (they finish in-flight work; queued work waits on the deployment's queue), and live
-  instances above ``max_instances`` are retired, idle ones first.
+- a deployment's instances of an older version are retired (they finish in-flight work; queued
+  work waits on the deployment's queue for the new version's instances), and live instances
+  above ``max_instances`` are retired, idle ones first.
 
 Scaling down is the instances' own business: one idle for its idle timeout leaves its pool unless
 work is queued or the pool would drop below its floor (an atomic check in ``queues``).
@@ -189,8 +189,9 @@ class Autoscaler:
 
         live = [i for i in state.live if is_current(i)]
         old = [i for i in state.live if not is_current(i)]
-        # The new release serves now: the old one finishes what it runs and goes.
-        retired = list(old) if live else []
+        # A new release: the old one finishes what it runs and goes; queued work waits for the
+        # new one (runners also hand back what they pop after the change, see Slot.execute).
+        retired = list(old)
         excess: list[int] = []
         if len(live) > target.high:
             excess = sorted(live, key=lambda i: state.busy.get(i, 0))[: len(live) - target.high]

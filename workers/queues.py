@@ -57,6 +57,17 @@ redis.call('SADD', KEYS[1], ARGV[5])
 return 1
 """
 
+# The same at the front: a popped prediction handed back keeps its turn.
+_PUSH_BACK = """
+local p = ARGV[1]
+redis.call('HSET', p .. 'q:jobs', ARGV[2], ARGV[4])
+if redis.call('LPUSH', p .. 'q:a:' .. ARGV[3], ARGV[2]) == 1 then
+  redis.call('LPUSH', p .. 'q:ring', ARGV[3])
+end
+redis.call('RPUSH', p .. 'q:signal', '1')
+return 1
+"""
+
 # Pop the next prediction round-robin across accounts; count it in flight for the instance.
 # ARGV[2] = '1' consumes a wake-up token too (the caller did not BLPOP one).
 _POP = """
@@ -231,14 +242,22 @@ def wait_for_work(pool: str, timeout: float) -> bool:
     return get_redis().blpop([_prefix(pool) + "q:signal"], timeout=timeout) is not None
 
 
-def finished_one(pool: str, instance_id: int, run_seconds: float) -> None:
-    """A prediction popped by ``instance_id`` ended after ``run_seconds`` on it."""
+def finished_one(pool: str, instance_id: int, run_seconds: float | None) -> None:
+    """A prediction popped by ``instance_id`` is done with; it ran ``run_seconds`` (None: it
+    never ran, e.g. it was canceled while queued, and says nothing about run times)."""
     prefix = _prefix(pool)
     pipe = get_redis().pipeline(transaction=False)
     pipe.hincrby(prefix + "busy", str(instance_id), -1)
-    pipe.lpush(prefix + "runs", f"{run_seconds:.3f}")
-    pipe.ltrim(prefix + "runs", 0, SAMPLES - 1)
+    if run_seconds is not None:
+        pipe.lpush(prefix + "runs", f"{run_seconds:.3f}")
+        pipe.ltrim(prefix + "runs", 0, SAMPLES - 1)
     pipe.execute()
+
+
+def push_back(pool: str, prediction_id: str, account_id: int, secrets: str | None) -> None:
+    """Return a popped prediction to the front of the queue (its instance cannot run it)."""
+    payload = json.dumps({"a": str(account_id), "s": secrets}, separators=(",", ":"))
+    _script(_PUSH_BACK)(args=[_prefix(pool), prediction_id, str(account_id), payload])
 
 
 def pool_length(pool: str) -> int:

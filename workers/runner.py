@@ -24,7 +24,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from marketplace.catalog.schema import REDACTED
-from marketplace.deployments.models import Instance
+from marketplace.deployments.models import Deployment, Instance
 from marketplace.predictions import events, uploads
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.secrets import unseal
@@ -53,8 +53,9 @@ CANCEL_GRACE_SECONDS = 10.0
 # Partial logs/output are written to the database at most this often (events go out at once).
 PROGRESS_INTERVAL = 0.5
 DEQUEUE_TIMEOUT = 1
-# How often a live instance checks whether the autoscaler retired it.
+# How often a live instance checks whether the autoscaler retired it, and the reason it gives.
 RETIRE_CHECK_SECONDS = 0.5
+RETIRED = "retired: its deployment runs another release or wants fewer instances"
 # How long a busy (409) or not-ready (503) answer from Cog is retried before the prediction fails.
 BUSY_RETRY_SECONDS = 10.0
 
@@ -238,7 +239,7 @@ class InstanceRunner(threading.Thread):
                     if queues.is_retired(self.instance.pk):
                         # Replaced (a new release, or fewer instances wanted): finish what runs.
                         queues.start_draining(self.pool, self.instance.pk)
-                        self.exit_reason = "retired by the autoscaler"
+                        self.exit_reason = RETIRED
                         break
                 self.stopping.wait(0.1)
         finally:
@@ -281,6 +282,8 @@ class Slot(threading.Thread):
     def __init__(self, runner: InstanceRunner, index: int):
         super().__init__(name=f"instance-{runner.instance.pk}-slot-{index}", daemon=True)
         self.runner = runner
+        # Whether the prediction being performed was claimed (ran, or tried to, on Cog).
+        self.claimed = False
 
     def run(self) -> None:
         runner = self.runner
@@ -306,6 +309,7 @@ class Slot(threading.Thread):
 
     def _perform(self, popped: queues.Popped) -> None:
         self.runner.begin()
+        self.claimed = False
         began = time.monotonic()
         try:
             close_old_connections()
@@ -318,7 +322,8 @@ class Slot(threading.Thread):
             )
         finally:
             self.runner.end()
-            queues.finished_one(self.runner.pool, self.runner.instance.pk, time.monotonic() - began)
+            ran = time.monotonic() - began if self.claimed else None
+            queues.finished_one(self.runner.pool, self.runner.instance.pk, ran)
 
     # --- one prediction ----------------------------------------------------------------------
     def execute(self, prediction_id: str, sealed_secrets: str | None) -> None:
@@ -330,10 +335,13 @@ class Slot(threading.Thread):
             # Cancel-After passed while it waited: it never starts (and is not billed).
             prediction_finish(prediction_id, Outcome(Status.CANCELED))
             return
+        if prediction.deployment_id is not None and self._superseded(prediction, sealed_secrets):
+            return
         # A deployment's queued work runs on its current release, whichever it was created on.
         version_id = runner.version.pk if prediction.version_id != runner.version.pk else None
         if not prediction_claim(prediction_id, runner.instance.pk, version_id=version_id):
             return
+        self.claimed = True
         try:
             payload = uploads.resolve_inputs({**prediction.input, **unseal(sealed_secrets)})
         except ValueError as exc:
@@ -365,6 +373,20 @@ class Slot(threading.Thread):
             self._collect(prediction, mailbox)
         finally:
             runner.agent.hooks.release(prediction_id)
+
+    def _superseded(self, prediction: Prediction, sealed_secrets: str | None) -> bool:
+        """A deployment moved to another version: hand the prediction back (to the front of its
+        account's turn) for the new release, and stop taking work here."""
+        current = (
+            Deployment.objects.filter(pk=prediction.deployment_id)
+            .values_list("version_id", flat=True)
+            .first()
+        )
+        if current is None or current == self.runner.version.pk:
+            return False
+        queues.push_back(self.runner.pool, prediction.pk, prediction.account_id, sealed_secrets)
+        self.runner.recycle(RETIRED)
+        return True
 
     def _dispatch(self, prediction_id: str, payload: dict[str, Any]) -> None:
         """Send the prediction to Cog, waiting out a slot that is still being released.
