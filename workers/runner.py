@@ -377,6 +377,7 @@ class Slot(threading.Thread):
     def _superseded(self, prediction: Prediction, sealed_secrets: str | None) -> bool:
         """A deployment moved to another version: hand the prediction back (to the front of its
         account's turn) for the new release, and stop taking work here."""
+        assert prediction.deployment_id is not None
         current = (
             Deployment.objects.filter(pk=prediction.deployment_id)
             .values_list("version_id", flat=True)

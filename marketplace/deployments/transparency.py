@@ -109,13 +109,14 @@ def timing_summary(model: Model) -> dict[str, dict[str, float | None]]:
         .order_by("-created_at")
         .values_list("created_at", "started_at", "completed_at")[:TIMING_SAMPLE]
     )
-    queued = [(started - created).total_seconds() for created, started, _ in rows]
-    ran = [(done - started).total_seconds() for _, started, done in rows if done is not None]
+    queued = [(started - created).total_seconds() for created, started, _ in rows if started]
+    ran = [(done - started).total_seconds() for _, started, done in rows if started and done]
     setups = [
         (ready - created).total_seconds()
         for created, ready in Instance.objects.filter(
             version__model=model, created_at__gte=since, ready_at__isnull=False
         ).values_list("created_at", "ready_at")[:TIMING_SAMPLE]
+        if ready
     ]
     return {
         "queue": _percentiles(queued),
