@@ -139,6 +139,16 @@ redis.call('SADD', KEYS[1], ARGV[5])
 return 1
 """
 
+# Take a start request (pending → booting) unless it expired or another agent took it.
+_TAKE = """
+local p = ARGV[1]
+local expires = redis.call('ZSCORE', p .. 'pending', ARGV[2])
+if not expires or tonumber(expires) < tonumber(ARGV[3]) then return 0 end
+redis.call('ZREM', p .. 'pending', ARGV[2])
+redis.call('ZADD', p .. 'booting', ARGV[4], ARGV[2])
+return 1
+"""
+
 # An idle instance leaves the pool unless work is queued or the pool would drop below its floor.
 _RELEASE = """
 local p = ARGV[1]
@@ -357,13 +367,8 @@ def requeue_request(pool: str, version_id: str, sku: str, request_id: str) -> No
 
 def take_request(pool: str, request_id: str) -> bool:
     """An agent takes a start request: pending → booting. False if it was withdrawn or expired."""
-    conn = get_redis()
-    prefix = _prefix(pool)
-    score = conn.zscore(prefix + "pending", request_id)
-    if score is None or float(score) < time.time() or not conn.zrem(prefix + "pending", request_id):
-        return False
-    conn.zadd(prefix + "booting", {request_id: time.time() + _start_ttl()})
-    return True
+    now = time.time()
+    return bool(_script(_TAKE)(args=[_prefix(pool), request_id, now, now + _start_ttl()]))
 
 
 def setup_started(pool: str, request_id: str) -> None:

@@ -35,14 +35,17 @@ from workers import queues
 
 NOT_FOUND = "The requested resource could not be found."
 
-DeploymentOut = inline_serializer(
-    "Deployment",
-    {
-        "owner": serializers.CharField(),
-        "name": serializers.CharField(),
-        "current_release": serializers.JSONField(),
-    },
-)
+
+class DeploymentOut(serializers.Serializer):
+    owner = serializers.CharField()
+    name = serializers.CharField()
+    current_release = serializers.JSONField(
+        help_text="number, model, version, created_at, created_by, configuration "
+        "{hardware, min_instances, max_instances}"
+    )
+
+
+DeploymentPage = o.page_of(DeploymentOut, "DeploymentPage")
 DeploymentCreate = inline_serializer(
     "DeploymentCreate",
     {
@@ -113,7 +116,7 @@ class DeploymentCollectionApi(APIView):
     def get_throttles(self) -> list[BaseThrottle]:
         return [CreateRateThrottle() if self.request.method == "POST" else ApiRateThrottle()]
 
-    @extend_schema(operation_id="deployments.list", parameters=[o.CURSOR])
+    @extend_schema(operation_id="deployments.list", responses=DeploymentPage, parameters=[o.CURSOR])
     def get(self, request: Request) -> Response:
         deployments = config.visible_deployments(signed_in(request.user))
         paginator: CursorPage = CursorPage()

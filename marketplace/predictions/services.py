@@ -78,7 +78,12 @@ def prediction_create(
 
     with transaction.atomic():
         # Raises PaymentRequired; holds the account's billing row until commit.
-        hold = billing.reserve(version=version, account=account, token=created_by_token)
+        hold = billing.reserve(
+            version=version,
+            account=account,
+            token=created_by_token,
+            hardware=deployment.hardware if deployment else None,
+        )
         prediction = Prediction.objects.create(
             model=model,
             version=version,

@@ -60,8 +60,13 @@ class ModelCreateForm(forms.ModelForm):
 class ModelEditForm(forms.ModelForm):
     class Meta:
         model = Model
-        fields = ("description", "readme", "cover_image", "visibility")
+        fields = ("description", "readme", "cover_image", "visibility", "idle_timeout")
         widgets = {"readme": forms.Textarea(attrs={"rows": 16})}
+        labels = {"idle_timeout": "Idle timeout (seconds)"}
+        help_texts = {
+            "idle_timeout": "How long an idle instance of this model stays up for the next "
+            "prediction before it stops (a cold start follows). Empty: the platform default."
+        }
         help_texts = {"readme": "Markdown. Scripts, styles and event handlers are removed."}
 
 

@@ -8,6 +8,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from marketplace.audit.models import AuditEvent
+from marketplace.billing import pricing
+from marketplace.billing.models import Reservation
 from marketplace.catalog.models import Hardware
 from marketplace.deployments.models import Deployment, DeploymentRelease
 from marketplace.predictions.models import Prediction
@@ -162,6 +164,10 @@ def test_deployment_predictions_queue_on_the_deployments_own_pool(
     assert queues.queued_ids(pool) == [body["id"]]
     assert queues.queue_length(sleepy.pk) == 0
     assert queues.hardware_queue("cpu-large").count == 1
+    # Billed to the caller, reserved at the deployment's hardware price (not the model's default).
+    hold = Reservation.objects.get(prediction_id=body["id"])
+    assert hold.amount == pricing.worst_case(sleepy, Hardware.objects.get(sku="cpu-large"))
+    assert hold.amount > pricing.worst_case(sleepy, sleepy.model.default_hardware)
     # Bad input: 422 naming the field, nothing queued.
     bad = api.post(
         "/v1/deployments/alice/my-sleepy/predictions",

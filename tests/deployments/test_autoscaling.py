@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from marketplace.catalog.models import Model
 from marketplace.deployments.models import Deployment, Instance
 from marketplace.predictions.models import Prediction
 from tests.conftest import wait_for
@@ -167,14 +168,21 @@ def test_accounts_take_turns_and_queue_positions_only_decrease(
     start_agent(max_instances=2, VERSION_MAX_INSTANCES="1")
     bob = APIClient()
     bob.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(outsider)}")
-    burst = [
+    created = [
         api.post(
             "/v1/predictions",
             {"version": version.pk, "input": {"seconds": 0.4}},
             format="json",
-        ).json()["id"]
+        ).json()
         for _ in range(12)
     ]
+    # Nothing served the version when the first arrived: it waits for an instance to start.
+    assert created[0]["queue"] == {
+        "position": 1,
+        "estimated_start_at": None,
+        "phase": "starting_instance",
+    }
+    burst = [body["id"] for body in created]
     single = bob.post(
         "/v1/predictions", {"version": version.pk, "input": {"seconds": 0.4}}, format="json"
     ).json()
@@ -201,7 +209,7 @@ def test_accounts_take_turns_and_queue_positions_only_decrease(
 
     for pid, seen in positions.items():
         assert seen == sorted(seen, reverse=True), f"{pid} went back in the queue: {seen}"
-    assert {"running", "queued"} <= phases and phases & {"starting_instance", "setup"}
+    assert {"running", "queued"} <= phases
     assert estimates > 0
     alice_runs = sorted(Prediction.objects.filter(pk__in=burst), key=lambda p: p.started_at)
     bobs = Prediction.objects.get(pk=single["id"])
@@ -209,3 +217,25 @@ def test_accounts_take_turns_and_queue_positions_only_decrease(
     # Bob's one prediction ran second, not thirteenth: right after alice's first.
     assert alice_runs[0].started_at < bobs.started_at < alice_runs[1].started_at
     assert Instance.objects.filter(version=version).count() == 1
+
+
+def test_a_models_idle_timeout_and_prewarm_for_its_shared_instances(
+    api: APIClient, user: Any, start_agent: Any
+) -> None:
+    version = publish(user, SLEEPY, name="sleepy")
+    Model.objects.filter(pk=version.model_id).update(idle_timeout=2)
+    start_agent(max_instances=3, idle_timeout=600)  # the host's default would keep it for 10 min
+    response = api.post("/v1/models/alice/sleepy/prewarm", {"instances": 2}, format="json")
+    assert response.status_code == 202 and response.json()["requested"] == 2
+    shared = Instance.objects.filter(version=version, deployment__isnull=True)
+    wait_for(lambda: shared.filter(state=Instance.State.READY).count() == 2, timeout=60)
+    body = api.post(
+        "/v1/predictions",
+        {"version": version.pk, "input": {"seconds": 0.1}},
+        format="json",
+        headers={"Prefer": "wait=30"},
+    ).json()
+    assert body["status"] == "succeeded" and "setup_time" not in body["metrics"]
+    # The model's 2 s idle timeout, not the host's 600 s, stops them.
+    wait_for(lambda: not shared.filter(state__in=Instance.LIVE).exists(), timeout=30)
+    assert all("idle for 2 s" in i.stop_reason for i in shared)
