@@ -239,3 +239,26 @@ def test_a_models_idle_timeout_and_prewarm_for_its_shared_instances(
     # The model's 2 s idle timeout, not the host's 600 s, stops them.
     wait_for(lambda: not shared.filter(state__in=Instance.LIVE).exists(), timeout=30)
     assert all("idle for 2 s" in i.stop_reason for i in shared)
+
+
+def test_two_agents_share_one_autoscaler_and_a_burst_spreads_across_hosts(
+    api: APIClient, user: Any, start_agent: Any
+) -> None:
+    version = publish(user, SLEEPY, name="sleepy")
+    first, second = start_agent(max_instances=2), start_agent(max_instances=2)
+    deployment = deploy(api, version, min_instances=0, max_instances=5, idle_timeout=2)
+    sampler = Sampler(deployment)
+    sampler.start()
+    url = "/v1/deployments/alice/sleepy/predictions"
+    ids = [
+        api.post(url, {"input": {"seconds": 0.5}}, format="json").json()["id"] for _ in range(30)
+    ]
+    predictions = finished(ids, timeout=180)
+    sampler.stop.set()
+    sampler.join()
+    assert {p.status for p in predictions} == {"succeeded"}
+    # max_instances is 5 but the two hosts have room for 4: capacity wins, on both hosts.
+    assert sampler.most == 4
+    hosts = set(Instance.objects.filter(deployment=deployment).values_list("host__name", flat=True))
+    assert hosts == {first.host_name, second.host_name}
+    wait_for(lambda: live(deployment) == [], timeout=30, message="scale to zero")
