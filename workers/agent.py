@@ -308,9 +308,13 @@ class Agent:
                 assert self.host is not None
                 Host.objects.filter(pk=self.host.pk).update(last_heartbeat_at=timezone.now())
                 with self._runners_lock:
-                    ready = [r for r in self.runners if r.is_ready]
-                for runner in ready:
-                    queues.register_instance(runner.pool, runner.instance.pk)
+                    runners = list(self.runners)
+                for runner in runners:
+                    if runner.is_ready:
+                        queues.register_instance(runner.pool, runner.instance.pk)
+                    elif runner.is_draining:
+                        # Still counted by the autoscaler until its last prediction ends.
+                        queues.start_draining(runner.pool, runner.instance.pk)
                 self._beats += 1
                 if self._beats % 5 == 0:
                     # Any live agent writes off hosts whose agents went silent.

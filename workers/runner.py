@@ -134,6 +134,11 @@ class InstanceRunner(threading.Thread):
         """Serving its pool: past setup (it has a client) and not on its way out."""
         return self.running is not None and self.client is not None and not self.stopping.is_set()
 
+    @property
+    def is_draining(self) -> bool:
+        """On its way out but still finishing what it runs."""
+        return self.running is not None and self.client is not None and self.stopping.is_set()
+
     # --- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
         try:
