@@ -192,6 +192,11 @@ USE_X_FORWARDED_HOST = envbool("USE_X_FORWARDED_HOST", False)
 PREDICTION_TIMEOUT = envint("PREDICTION_TIMEOUT", 1800, minimum=1)
 # Seconds an instance may sit idle before it stops and frees its hardware (scale to zero).
 INSTANCE_IDLE_TIMEOUT = envfloat("INSTANCE_IDLE_TIMEOUT", 300.0, minimum=0.1)
+# Autoscaling: how often the autoscaler (in every agent; one leads at a time) looks at the queues,
+# the most instances one version's shared pool may have, and the most a deployment may ask for.
+AUTOSCALER_INTERVAL = envfloat("AUTOSCALER_INTERVAL", 0.25, minimum=0.05)
+VERSION_MAX_INSTANCES = envint("VERSION_MAX_INSTANCES", 3, minimum=1)
+DEPLOYMENT_MAX_INSTANCES = envint("DEPLOYMENT_MAX_INSTANCES", 20, minimum=1)
 # Seconds a model's setup() may take before the instance is declared failed.
 INSTANCE_SETUP_TIMEOUT = envfloat("INSTANCE_SETUP_TIMEOUT", 600.0, minimum=1)
 # Seconds between Cog's log webhooks (COG_THROTTLE_RESPONSE_INTERVAL; Cog's default is 0.5).

@@ -4,7 +4,8 @@
 the hardware it has while it has room for another instance, starts each instance under an
 :class:`~workers.runner.InstanceRunner`, serves its Cog servers' webhooks and uploads, and
 refreshes its instances' registrations. On start it removes whatever a previous run of the same
-host left behind and fails the predictions that run had in flight.
+host left behind and fails the predictions that run had in flight. It also runs the autoscaler
+(``workers/autoscaler.py``), which acts in one agent at a time.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from rq.job import Job
 
 from marketplace.catalog.models import Hardware, Version
 from marketplace.deployments import services as deployments
-from marketplace.deployments.models import Host, Instance
+from marketplace.deployments.config import idle_timeout_of
+from marketplace.deployments.models import Deployment, Host, Instance
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import Outcome, prediction_finish
 from marketplace.redisconn import as_text, get_redis
 from workers import queues
+from workers.autoscaler import Autoscaler
 from workers.hookserver import HookServer
 from workers.runner import InstanceRunner
 from workers.runtimes.base import Runtime
@@ -113,6 +116,10 @@ class Agent:
         self.hooks.start()
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         heartbeat.start()
+        autoscaler = threading.Thread(
+            target=Autoscaler().run, args=(self.stopping,), name="autoscaler", daemon=True
+        )
+        autoscaler.start()
         logger.info(
             "agent %s ready: runtime=%s hardware=%s gpus=%s max_instances=%s callbacks=%s",
             self.host_name,
@@ -177,12 +184,11 @@ class Agent:
                         error="The host agent restarted while this prediction was running.",
                     ),
                 )
-            queues.deregister_instance(instance.version_id, instance.pk)
-            queues.clear_start_request(instance.version_id)
+            queues.instance_gone(_pool(instance), instance.pk)
         # The previous run may have taken start requests with it: ask again for queued work.
         for instance in stale:
-            if queues.queue_length(instance.version_id) > 0:
-                queues.ensure_instance(instance.version_id, instance.hardware.sku)
+            if queues.pool_length(_pool(instance)) > 0:
+                queues.ensure_instance(_pool(instance), instance.version_id, instance.hardware.sku)
 
     def _shutdown(self) -> None:
         with self._runners_lock:
@@ -240,21 +246,27 @@ class Agent:
                 current_agent.reset(token)
                 job.delete()
 
-    def start_instance(self, version_id: str, sku: str) -> None:
+    def start_instance(self, pool: str, version_id: str, sku: str, request_id: str) -> None:
+        if not queues.take_request(pool, request_id):
+            return  # withdrawn or expired: nobody counts on it any more
         try:
-            self._start_instance(version_id, sku)
+            self._start_instance(pool, version_id, sku, request_id)
         except Exception:
-            # Otherwise the start flag would block new requests until it expires.
-            queues.clear_start_request(version_id)
+            # Otherwise the request would count as starting until it expires.
+            queues.instance_gone(pool, 0, request_id)
             raise
 
-    def _start_instance(self, version_id: str, sku: str) -> None:
+    def _start_instance(self, pool: str, version_id: str, sku: str, request_id: str) -> None:
+        deployment = None
+        if pool.startswith("deployment:"):
+            deployment = Deployment.objects.filter(pk=int(pool.split(":", 1)[1])).first()
+            if deployment is None:
+                queues.instance_gone(pool, 0, request_id)
+                return
+            version_id = deployment.version_id  # asked for before an update: run the current one
         version = Version.objects.select_related("model").filter(pk=version_id).first()
         if version is None or self.stopping.is_set():
-            queues.clear_start_request(version_id)
-            return
-        if queues.live_instance_count(version_id) > 0 and queues.queue_length(version_id) == 0:
-            queues.clear_start_request(version_id)
+            queues.instance_gone(pool, 0, request_id)
             return
         assert self.host is not None
         instance = deployments.instance_create(
@@ -262,14 +274,22 @@ class Agent:
             version=version,
             hardware=Hardware.objects.get(sku=sku),
             runtime=self.runtime.name,
+            deployment=deployment,
         )
         if instance is None:
             # Another start took the GPUs meanwhile: hand the request back for any host.
             logger.info("no free GPUs for %s on %s; request requeued", sku, self.host_name)
-            queues.request_instance(version_id, sku, force=True)
+            queues.requeue_request(pool, version_id, sku, request_id)
             self.stopping.wait(0.2)
             return
-        runner = InstanceRunner(self, instance, version)
+        runner = InstanceRunner(
+            self,
+            instance,
+            version,
+            pool=pool,
+            request_id=request_id,
+            idle_timeout=idle_timeout_of(deployment, version.model, self.idle_timeout),
+        )
         with self._runners_lock:
             self.runners.add(runner)
         runner.start()
@@ -288,9 +308,13 @@ class Agent:
                 assert self.host is not None
                 Host.objects.filter(pk=self.host.pk).update(last_heartbeat_at=timezone.now())
                 with self._runners_lock:
-                    ready = [r for r in self.runners if r.is_ready]
-                for runner in ready:
-                    queues.register_instance(runner.version.pk, runner.instance.pk)
+                    runners = list(self.runners)
+                for runner in runners:
+                    if runner.is_ready:
+                        queues.register_instance(runner.pool, runner.instance.pk)
+                    elif runner.is_draining:
+                        # Still counted by the autoscaler until its last prediction ends.
+                        queues.start_draining(runner.pool, runner.instance.pk)
                 self._beats += 1
                 if self._beats % 5 == 0:
                     # Any live agent writes off hosts whose agents went silent.
@@ -298,3 +322,7 @@ class Agent:
             except Exception:
                 logger.exception("heartbeat failed")
         connection.close()
+
+
+def _pool(instance: Instance) -> str:
+    return queues.pool_of(version_id=instance.version_id, deployment_id=instance.deployment_id)

@@ -3,7 +3,8 @@
 An :class:`InstanceRunner` owns one Cog server for one version: it starts it through the runtime,
 waits for READY, publishes it as live, runs one :class:`Slot` per concurrency slot, watches the
 server's process, and stops it when it has been idle for the idle timeout (scale to zero), when
-it crashes, or when the agent shuts down. Slots pull predictions from the version's queue.
+it crashes, when the autoscaler retires it, or when the agent shuts down. Slots pull predictions
+from its pool's queue (``workers/queues.py``): the version's shared pool, or its deployment's.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import queue
 import secrets
 import threading
 import time
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -22,11 +22,9 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
 
 from marketplace.catalog.schema import REDACTED
-from marketplace.deployments.models import Instance
+from marketplace.deployments.models import Deployment, Instance
 from marketplace.predictions import events, uploads
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.secrets import unseal
@@ -36,7 +34,6 @@ from marketplace.predictions.services import (
     prediction_finish,
     prediction_progress,
 )
-from marketplace.redisconn import as_text, get_redis
 from workers import queues
 from workers.cog import CogClient, CogError
 from workers.outputs import persist_data_uris
@@ -50,29 +47,43 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Status = Prediction.Status
-current_slot: ContextVar[Slot | None] = ContextVar("current_slot", default=None)
 
 # How long Cog gets to acknowledge a cancel before the instance is recycled.
 CANCEL_GRACE_SECONDS = 10.0
 # Partial logs/output are written to the database at most this often (events go out at once).
 PROGRESS_INTERVAL = 0.5
 DEQUEUE_TIMEOUT = 1
+# How often a live instance checks whether the autoscaler retired it, and the reason it gives.
+RETIRE_CHECK_SECONDS = 0.5
+RETIRED = "retired: its deployment runs another release or wants fewer instances"
 # How long a busy (409) or not-ready (503) answer from Cog is retried before the prediction fails.
 BUSY_RETRY_SECONDS = 10.0
 
 
 class InstanceRunner(threading.Thread):
-    def __init__(self, agent: Agent, instance: Instance, version: Version):
+    def __init__(
+        self,
+        agent: Agent,
+        instance: Instance,
+        version: Version,
+        *,
+        pool: str,
+        request_id: str = "",
+        idle_timeout: float | None = None,
+    ):
         super().__init__(name=f"instance-{instance.pk}", daemon=True)
         self.agent = agent
         self.instance = instance
         self.version = version
+        # The pool it serves and the start request it answers.
+        self.pool = pool
+        self.request_id = request_id
         self.sku = instance.hardware.sku
         self.token = secrets.token_urlsafe(24)
         self.stopping = threading.Event()
         self.dead = threading.Event()
         self.exit_reason = ""
-        self.idle_timeout = agent.idle_timeout
+        self.idle_timeout = agent.idle_timeout if idle_timeout is None else idle_timeout
         self.client: CogClient | None = None
         self.running: RunningInstance | None = None
         self._busy = 0
@@ -104,7 +115,7 @@ class InstanceRunner(threading.Thread):
         """
         logger.warning("recycling instance %s: %s", self.instance.pk, reason)
         self.exit_reason = reason
-        queues.deregister_instance(self.version.pk, self.instance.pk)
+        queues.start_draining(self.pool, self.instance.pk)
         self._mark(Instance.State.STOPPING)
         self.stopping.set()
 
@@ -120,7 +131,13 @@ class InstanceRunner(threading.Thread):
 
     @property
     def is_ready(self) -> bool:
-        return self.running is not None and not self.stopping.is_set()
+        """Serving its pool: past setup (it has a client) and not on its way out."""
+        return self.running is not None and self.client is not None and not self.stopping.is_set()
+
+    @property
+    def is_draining(self) -> bool:
+        """On its way out but still finishing what it runs."""
+        return self.running is not None and self.client is not None and self.stopping.is_set()
 
     # --- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -161,6 +178,7 @@ class InstanceRunner(threading.Thread):
                 try:
                     with runtime.instance(self._spec()) as running:
                         self.running = running
+                        queues.setup_started(self.pool, self.request_id)
                         health = runtime.wait_ready(running, settings.INSTANCE_SETUP_TIMEOUT)
                         self._serve(running, health)
                     reason = "agent stopped" if self.agent.stopping.is_set() else self.exit_reason
@@ -175,20 +193,20 @@ class InstanceRunner(threading.Thread):
                         break
         finally:
             self.running = None
+            self.client = None
             self.agent.hooks.remove_token(self.token)
-            queues.deregister_instance(self.version.pk, self.instance.pk)
-            queues.clear_start_request(self.version.pk)
+            queues.instance_gone(self.pool, self.instance.pk, self.request_id)
             # A crash or a failed setup already recorded the end, before failing predictions.
             self._mark(final_state, reason)
             self.agent.runner_ended(self)
             # Work that arrived while this instance was going away must not wait for the next
-            # prediction to ask for an instance.
+            # prediction (or the autoscaler's next tick) to ask for an instance.
             if (
                 not self._setup_failed
                 and not self.agent.stopping.is_set()
-                and queues.queue_length(self.version.pk) > 0
+                and queues.pool_length(self.pool) > 0
             ):
-                queues.ensure_instance(self.version.pk, self.sku)
+                queues.ensure_instance(self.pool, self.version.pk, self.sku)
 
     def _serve(self, running: RunningInstance, health: dict[str, Any]) -> None:
         setup = health.get("setup") or {}
@@ -200,19 +218,20 @@ class InstanceRunner(threading.Thread):
             setup_logs=str(setup.get("logs") or "")[-20000:],
         )
         self.client = CogClient(running.url)
-        queues.register_instance(self.version.pk, self.instance.pk)
-        queues.clear_start_request(self.version.pk)
+        setup_seconds = (timezone.now() - self.instance.created_at).total_seconds()
+        queues.register_instance(self.pool, self.instance.pk, self.request_id, setup_seconds)
         self._last_active = time.monotonic()
         slots = [Slot(self, i) for i in range(self.version.concurrency)]
         for slot in slots:
             slot.start()
+        next_retire_check = 0.0
         try:
             while not self.stopping.is_set():
                 code = running.exit_code()
                 if code is not None:
                     self.exit_reason = f"The model server stopped unexpectedly (exit code {code})"
                     logger.warning("instance %s: %s", self.instance.pk, self.exit_reason)
-                    queues.deregister_instance(self.version.pk, self.instance.pk)
+                    queues.start_draining(self.pool, self.instance.pk)
                     # The instance is failed before any slot fails its prediction (on `dead`).
                     self._mark(Instance.State.FAILED, self.exit_reason)
                     self.dead.set()
@@ -220,6 +239,13 @@ class InstanceRunner(threading.Thread):
                     break
                 if self._idle_expired() and self._release_if_queue_empty():
                     break
+                if time.monotonic() >= next_retire_check:
+                    next_retire_check = time.monotonic() + RETIRE_CHECK_SECONDS
+                    if queues.is_retired(self.instance.pk):
+                        # Replaced (a new release, or fewer instances wanted): finish what runs.
+                        queues.start_draining(self.pool, self.instance.pk)
+                        self.exit_reason = RETIRED
+                        break
                 self.stopping.wait(0.1)
         finally:
             self.stopping.set()
@@ -233,11 +259,9 @@ class InstanceRunner(threading.Thread):
             return self._busy == 0 and time.monotonic() - self._last_active >= self.idle_timeout
 
     def _release_if_queue_empty(self) -> bool:
-        # Deregister first, look at the queue second; creators push first and look for
-        # instances second, so a prediction arriving now is seen by one side or the other.
-        queues.deregister_instance(self.version.pk, self.instance.pk)
-        if queues.queue_length(self.version.pk) > 0:
-            queues.register_instance(self.version.pk, self.instance.pk)
+        # Leaving looks at the queue atomically (one Lua script); creators push first and look
+        # for instances second, so a prediction arriving now is seen by one side or the other.
+        if not queues.release_if_idle(self.pool, self.instance.pk):
             with self._lock:
                 self._last_active = time.monotonic()
             return False
@@ -253,53 +277,58 @@ class InstanceRunner(threading.Thread):
         # The instance is failed first: whoever sees a prediction fail sees why, and where.
         Instance.objects.filter(pk=self.instance.pk).update(setup_logs=logs[-20000:])
         self._mark(Instance.State.FAILED, str(exc))
-        for prediction_id in queues.drain_version_queue(self.version.pk):
+        for prediction_id in queues.drain_pool(self.pool):
             prediction_finish(prediction_id, Outcome(Status.FAILED, error=error))
 
 
 class Slot(threading.Thread):
-    """One concurrency slot: pulls a prediction from the version queue and runs it."""
+    """One concurrency slot: pulls a prediction from the pool's queue and runs it."""
 
     def __init__(self, runner: InstanceRunner, index: int):
         super().__init__(name=f"instance-{runner.instance.pk}-slot-{index}", daemon=True)
         self.runner = runner
+        # Whether the prediction being performed was claimed (ran, or tried to, on Cog).
+        self.claimed = False
 
     def run(self) -> None:
-        conn = get_redis()
-        key = queues.version_queue(self.runner.version.pk).key
+        runner = self.runner
+        pool, instance_id = runner.pool, runner.instance.pk
         try:
-            while not self.runner.stopping.is_set():
+            while not runner.stopping.is_set():
                 try:
-                    item = conn.blpop([key], timeout=DEQUEUE_TIMEOUT)
+                    # Take queued work directly (one round trip); block on a wake-up token only
+                    # when there is none.
+                    popped = queues.pop(pool, instance_id)
+                    if popped is None:
+                        if not queues.wait_for_work(pool, DEQUEUE_TIMEOUT):
+                            continue
+                        popped = queues.pop(pool, instance_id, token_taken=True)
                 except redis.RedisError:
                     logger.exception("slot %s: queue unavailable", self.name)
-                    self.runner.stopping.wait(1)
+                    runner.stopping.wait(1)
                     continue
-                if item is None:
-                    continue
-                self._perform(conn, as_text(item[1]))
+                if popped is not None:
+                    self._perform(popped)
         finally:
             connection.close()
 
-    def _perform(self, conn: redis.Redis, job_id: str) -> None:
-        try:
-            job = Job.fetch(job_id, connection=conn)
-        except NoSuchJobError:
-            return
+    def _perform(self, popped: queues.Popped) -> None:
         self.runner.begin()
-        token = current_slot.set(self)
+        self.claimed = False
+        began = time.monotonic()
         try:
             close_old_connections()
-            job.func(*job.args, **job.kwargs)
+            self.execute(popped.prediction_id, popped.secrets)
         except Exception as exc:
-            logger.exception("prediction %s crashed its runner", job_id)
+            logger.exception("prediction %s crashed its runner", popped.prediction_id)
             prediction_finish(
-                job_id, Outcome(Status.FAILED, error=f"Internal error while running: {exc}")
+                popped.prediction_id,
+                Outcome(Status.FAILED, error=f"Internal error while running: {exc}"),
             )
         finally:
-            current_slot.reset(token)
             self.runner.end()
-            job.delete()
+            ran = time.monotonic() - began if self.claimed else None
+            queues.finished_one(self.runner.pool, self.runner.instance.pk, ran)
 
     # --- one prediction ----------------------------------------------------------------------
     def execute(self, prediction_id: str, sealed_secrets: str | None) -> None:
@@ -311,8 +340,13 @@ class Slot(threading.Thread):
             # Cancel-After passed while it waited: it never starts (and is not billed).
             prediction_finish(prediction_id, Outcome(Status.CANCELED))
             return
-        if not prediction_claim(prediction_id, runner.instance.pk):
+        if prediction.deployment_id is not None and self._superseded(prediction, sealed_secrets):
             return
+        # A deployment's queued work runs on its current release, whichever it was created on.
+        version_id = runner.version.pk if prediction.version_id != runner.version.pk else None
+        if not prediction_claim(prediction_id, runner.instance.pk, version_id=version_id):
+            return
+        self.claimed = True
         try:
             payload = uploads.resolve_inputs({**prediction.input, **unseal(sealed_secrets)})
         except ValueError as exc:
@@ -344,6 +378,21 @@ class Slot(threading.Thread):
             self._collect(prediction, mailbox)
         finally:
             runner.agent.hooks.release(prediction_id)
+
+    def _superseded(self, prediction: Prediction, sealed_secrets: str | None) -> bool:
+        """A deployment moved to another version: hand the prediction back (to the front of its
+        account's turn) for the new release, and stop taking work here."""
+        assert prediction.deployment_id is not None
+        current = (
+            Deployment.objects.filter(pk=prediction.deployment_id)
+            .values_list("version_id", flat=True)
+            .first()
+        )
+        if current is None or current == self.runner.version.pk:
+            return False
+        queues.push_back(self.runner.pool, prediction.pk, prediction.account_id, sealed_secrets)
+        self.runner.recycle(RETIRED)
+        return True
 
     def _dispatch(self, prediction_id: str, payload: dict[str, Any]) -> None:
         """Send the prediction to Cog, waiting out a slot that is still being released.

@@ -43,6 +43,11 @@ class PredictionOut(s.Serializer):
     urls = Urls()
     webhook = s.URLField(required=False)
     webhook_events_filter = s.ListField(child=s.CharField(), required=False)
+    queue = JSON(
+        required=False,
+        help_text="Ours, while active: position (1-based, null once taken), estimated_start_at "
+        "(null until the pool has run times), phase (queued, starting_instance, setup, running)",
+    )
 
 
 class VersionOut(s.Serializer):

@@ -2,12 +2,14 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
 from marketplace.catalog import api as catalog
+from marketplace.deployments import api as deployments
 from marketplace.predictions import api as predictions
 from marketplace.predictions import files_api as files
 from marketplace.predictions import streams
 from marketplace.predictions import webhooks_api as webhooks
 
 MODEL = "models/<str:owner>/<str:name>"
+DEPLOYMENT = "deployments/<str:owner>/<str:name>"
 
 urlpatterns = [
     path("predictions", predictions.predictions_root, name="api-predictions"),
@@ -40,6 +42,19 @@ urlpatterns = [
         f"{MODEL}/predictions",
         predictions.model_predictions_create,
         name="api-model-predictions",
+    ),
+    path(f"{MODEL}/prewarm", deployments.ModelPrewarmApi.as_view(), name="api-model-prewarm"),
+    path("deployments", deployments.DeploymentCollectionApi.as_view(), name="api-deployments"),
+    path(DEPLOYMENT, deployments.DeploymentDetailApi.as_view(), name="api-deployment"),
+    path(
+        f"{DEPLOYMENT}/predictions",
+        deployments.deployment_predictions_create,
+        name="api-deployment-predictions",
+    ),
+    path(
+        f"{DEPLOYMENT}/prewarm",
+        deployments.DeploymentPrewarmApi.as_view(),
+        name="api-deployment-prewarm",
     ),
     path(f"{MODEL}/versions", catalog.VersionCollectionApi.as_view(), name="api-versions"),
     path(

@@ -28,7 +28,7 @@ from marketplace.billing.models import (
     TokenCap,
     UsageEntry,
 )
-from marketplace.catalog.models import Version
+from marketplace.catalog.models import Hardware, Version
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import PaymentRequired
 
@@ -105,15 +105,22 @@ class Hold:
         )
 
 
-def reserve(*, version: Version, account: Account, token: ApiToken | None) -> Hold:
+def reserve(
+    *,
+    version: Version,
+    account: Account,
+    token: ApiToken | None,
+    hardware: Hardware | None = None,
+) -> Hold:
     """Check that the account can pay the worst case of one prediction and hold it.
 
-    Must run inside the transaction that inserts the prediction (the row lock is what makes
-    concurrent creates safe). Raises PaymentRequired with a sentence saying why.
+    ``hardware`` is what it will run on when not the model's default (a deployment's). Must run
+    inside the transaction that inserts the prediction (the row lock is what makes concurrent
+    creates safe). Raises PaymentRequired with a sentence saying why.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("reserve() must run inside the transaction that stores the prediction")
-    amount = pricing.worst_case(version, version.model.default_hardware)
+    amount = pricing.worst_case(version, hardware or version.model.default_hardware)
     billing = _locked(account.pk, token)
     if amount == 0:
         return Hold(billing, token, amount)

@@ -73,6 +73,31 @@ class Deployment(models.Model):
         return f"{self.owner.username}/{self.name}"
 
 
+class DeploymentRelease(models.Model):
+    """One configuration a deployment had: number 1 at creation, +1 on every update. The latest
+    is Replicate's ``current_release``."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="releases")
+    number = models.PositiveIntegerField()
+    version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="+")
+    hardware = models.ForeignKey(Hardware, on_delete=models.PROTECT, related_name="+")
+    min_instances = models.PositiveIntegerField()
+    max_instances = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint("deployment", "number", name="deployment_release_unique"),
+        ]
+        ordering = ["-number"]
+
+    def __str__(self) -> str:
+        return f"{self.deployment} release {self.number}"
+
+
 class Instance(models.Model):
     """One running Cog server for one version, with ``slots`` concurrent predictions."""
 

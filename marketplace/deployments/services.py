@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from marketplace.catalog.models import Hardware, Version
-from marketplace.deployments.models import Host, Instance
+from marketplace.deployments.models import Deployment, Host, Instance
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import Outcome, prediction_finish
 
@@ -40,7 +40,12 @@ def free_gpu_ids(host: Host) -> list[str]:
 
 
 def instance_create(
-    *, host: Host, version: Version, hardware: Hardware, runtime: str
+    *,
+    host: Host,
+    version: Version,
+    hardware: Hardware,
+    runtime: str,
+    deployment: Deployment | None = None,
 ) -> Instance | None:
     """Create a starting instance with the GPUs its hardware needs; None if too few are free."""
     with transaction.atomic():
@@ -58,6 +63,7 @@ def instance_create(
             runtime=runtime,
             slots=version.concurrency,
             gpu_device_ids=devices,
+            deployment=deployment,
         )
 
 
@@ -118,13 +124,17 @@ def reconcile_down_hosts() -> list[DownHost]:
             if prediction_finish(prediction_id, Outcome(Prediction.Status.FAILED, error=error)):
                 failed.append(prediction_id)
         requeued = []
+        pools = set()
         for instance in instances:
-            queues.deregister_instance(instance.version_id, instance.pk)
-        for version_id, sku in {(i.version_id, i.hardware.sku) for i in instances}:
-            # The dead agent may have held this version's start request: ask again.
-            queues.clear_start_request(version_id)
-            if queues.queue_length(version_id) > 0:
-                queues.ensure_instance(version_id, sku)
+            pool = queues.pool_of(
+                version_id=instance.version_id, deployment_id=instance.deployment_id
+            )
+            queues.instance_gone(pool, instance.pk)
+            pools.add((pool, instance.version_id, instance.hardware.sku))
+        for pool, version_id, sku in pools:
+            # Queued work stays queued; ask for a successor now rather than at the next tick.
+            if queues.pool_length(pool) > 0:
+                queues.ensure_instance(pool, version_id, sku)
                 requeued.append(version_id)
         logger.warning(
             "host %s is down: %d instance(s) written off, %d prediction(s) failed",

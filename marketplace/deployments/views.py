@@ -10,24 +10,21 @@ from django.shortcuts import render
 
 from marketplace.catalog.models import Hardware
 from marketplace.deployments.models import Host, Instance
-from marketplace.redisconn import as_text, get_redis
 from workers import queues
 
 
 def _queue_depths() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    conn = get_redis()
     hardware = [
         {"sku": sku, "depth": queues.hardware_queue(sku).count}
         for sku in Hardware.objects.order_by("sku").values_list("sku", flat=True)
     ]
-    versions: list[dict[str, Any]] = []
-    prefix = "rq:queue:version:"
-    for key in conn.scan_iter(match=f"{prefix}*", count=500):
-        depth = int(conn.llen(key))
-        if depth:
-            versions.append({"version": as_text(key)[len(prefix) :], "depth": depth})
-    versions.sort(key=lambda v: v["depth"], reverse=True)
-    return [h for h in hardware if h["depth"]], versions
+    pools: list[dict[str, Any]] = []
+    for name, state in queues.pool_states(queues.active_pools()).items():
+        if state.queued:
+            kind, _, ident = name.partition(":")
+            pools.append({"kind": kind, "name": ident[:12], "depth": state.queued})
+    pools.sort(key=lambda v: v["depth"], reverse=True)
+    return [h for h in hardware if h["depth"]], pools
 
 
 def hosts(request: HttpRequest) -> HttpResponse:

@@ -25,6 +25,8 @@ from marketplace.api.errors import Problem
 from marketplace.api.pagination import CursorPage
 from marketplace.api.throttles import ApiRateThrottle, CreateRateThrottle
 from marketplace.catalog.models import Model, Version
+from marketplace.deployments.models import Deployment
+from marketplace.deployments.transparency import with_queue
 from marketplace.predictions import deadlines, events, uploads
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.serializers import (
@@ -103,8 +105,10 @@ def _prediction_for(request: Request, prediction_id: str) -> Prediction:
     return prediction
 
 
-def _create(request: Request, version: Version, data: dict[str, Any]) -> Response:
-    """The part every create endpoint shares, after it has found the version."""
+def _create(
+    request: Request, version: Version, data: dict[str, Any], deployment: Deployment | None = None
+) -> Response:
+    """The part every create endpoint shares, after it has found the version (and deployment)."""
     user = signed_in(request.user)
     account = acting_account(request, write=True)
     deadline: datetime | None = None
@@ -131,6 +135,7 @@ def _create(request: Request, version: Version, data: dict[str, Any]) -> Respons
             webhook=data.get("webhook") or "",
             webhook_events_filter=data.get("webhook_events_filter"),
             deadline=deadline,
+            deployment=deployment,
         )
     except PaymentRequired as exc:
         raise Problem(402, str(exc), "Insufficient credit") from exc
@@ -142,8 +147,9 @@ def _create(request: Request, version: Version, data: dict[str, Any]) -> Respons
             invalid_fields=[e.as_dict() for e in exc.errors],
         ) from exc
     deadlines.schedule(prediction)
-    prediction.hardware = version.model.default_hardware  # already loaded: no extra query
-    body = prediction.to_api()
+    # Already loaded: no extra query.
+    prediction.hardware = deployment.hardware if deployment else version.model.default_hardware
+    body = with_queue(prediction.to_api(), prediction)
     return Response(body, status=201, headers={"Location": body["urls"]["get"]})
 
 
@@ -177,7 +183,7 @@ class PredictionCollectionApi(APIView):
             predictions = predictions.filter(source=source)
         paginator: CursorPage = CursorPage()
         page: list[Prediction] | None = paginator.paginate_queryset(predictions, request, view=self)
-        return paginator.get_paginated_response([p.to_api() for p in page or []])
+        return paginator.get_paginated_response([with_queue(p.to_api(), p) for p in page or []])
 
     @extend_schema(
         operation_id="predictions.create",
@@ -233,7 +239,8 @@ class ModelPredictionCreateApi(APIView):
 class PredictionDetailApi(APIView):
     @extend_schema(operation_id="predictions.get", responses=o.PredictionOut)
     def get(self, request: Request, prediction_id: str) -> Response:
-        return Response(_prediction_for(request, prediction_id).to_api())
+        prediction = _prediction_for(request, prediction_id)
+        return Response(with_queue(prediction.to_api(), prediction))
 
 
 class PredictionCancelApi(APIView):
@@ -255,7 +262,7 @@ def _load_api(prediction_id: str) -> dict[str, Any]:
         .defer("version__openapi_schema")
         .get(pk=prediction_id)
     )
-    return prediction.to_api()
+    return with_queue(prediction.to_api(), prediction)
 
 
 async def _create_and_wait(view: Any, request: HttpRequest, **kwargs: Any) -> HttpResponse:

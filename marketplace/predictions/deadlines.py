@@ -26,11 +26,16 @@ def schedule(prediction: Prediction) -> None:
 
 def expire(prediction_id: str) -> bool:
     """End the prediction as canceled if it has not started. True if it did."""
-    from workers.queues import remove_queued_prediction
+    from workers import queues
 
-    prediction = Prediction.objects.filter(pk=prediction_id).only("version_id", "status").first()
+    prediction = (
+        Prediction.objects.filter(pk=prediction_id)
+        .only("version_id", "deployment_id", "status")
+        .first()
+    )
     if prediction is None or prediction.status != Prediction.Status.STARTING:
         return False
-    remove_queued_prediction(prediction.version_id, prediction_id)
+    pool = queues.pool_of(version_id=prediction.version_id, deployment_id=prediction.deployment_id)
+    queues.remove_queued_prediction(pool, prediction_id)
     # Loses to a runner that claimed it meanwhile; the runner then cancels it at the deadline.
     return prediction_finish(prediction_id, Outcome(Prediction.Status.CANCELED))

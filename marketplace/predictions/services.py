@@ -18,6 +18,7 @@ from django.utils import timezone
 from marketplace.accounts.models import Account, ApiToken, User
 from marketplace.catalog import schema
 from marketplace.catalog.models import Model, Version
+from marketplace.deployments.models import Deployment
 from marketplace.predictions import events, webhooks
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.secrets import seal
@@ -61,10 +62,12 @@ def prediction_create(
     webhook: str = "",
     webhook_events_filter: list[str] | None = None,
     deadline: datetime | None = None,
+    deployment: Deployment | None = None,
 ) -> Prediction:
     """Validate the input against the version's schema, store the prediction, queue it on commit.
 
-    Invalid input raises InputValidationError before anything is written or queued.
+    Invalid input raises InputValidationError before anything is written or queued. A
+    deployment's prediction runs on the deployment's hardware and queues on its own pool.
     """
     normalized, errors = version.validate_input(input)
     if errors:
@@ -75,14 +78,20 @@ def prediction_create(
 
     with transaction.atomic():
         # Raises PaymentRequired; holds the account's billing row until commit.
-        hold = billing.reserve(version=version, account=account, token=created_by_token)
+        hold = billing.reserve(
+            version=version,
+            account=account,
+            token=created_by_token,
+            hardware=deployment.hardware if deployment else None,
+        )
         prediction = Prediction.objects.create(
             model=model,
             version=version,
             account=account,
             created_by=created_by,
             created_by_token=created_by_token,
-            hardware_id=model.default_hardware_id,
+            hardware_id=deployment.hardware_id if deployment else model.default_hardware_id,
+            deployment=deployment,
             source=source,
             input=schema.redact(version.schema, normalized),
             webhook=webhook,
@@ -92,7 +101,7 @@ def prediction_create(
         hold.attach(prediction)
         Model.objects.filter(pk=model.pk).update(run_count=F("run_count") + 1)
         sealed = seal(secret_values)
-        sku = model.default_hardware.sku
+        sku = deployment.hardware.sku if deployment else model.default_hardware.sku
         transaction.on_commit(lambda: _dispatch(prediction, sku, sealed))
     # The objects the caller serializes come from memory, not extra queries.
     prediction.model = model
@@ -101,10 +110,18 @@ def prediction_create(
 
 
 def _dispatch(prediction: Prediction, sku: str, sealed_secrets: str | None) -> None:
-    from workers.queues import enqueue_prediction
+    from workers import queues
 
+    pool = queues.pool_of(version_id=prediction.version_id, deployment_id=prediction.deployment_id)
     try:
-        enqueue_prediction(prediction.id, prediction.version_id, sku, sealed_secrets)
+        queues.enqueue_prediction(
+            prediction.id,
+            pool,
+            prediction.account_id,
+            sealed_secrets,
+            version_id=prediction.version_id,
+            sku=sku,
+        )
     except Exception as exc:
         # Without the queue nothing would ever run it: say so instead of leaving it "starting".
         logger.exception("could not queue prediction %s", prediction.id)
@@ -115,11 +132,17 @@ def _dispatch(prediction: Prediction, sku: str, sealed_secrets: str | None) -> N
         prediction.refresh_from_db()
 
 
-def prediction_claim(prediction_id: str, instance_id: int) -> bool:
-    """starting → processing, for exactly one runner."""
+def prediction_claim(
+    prediction_id: str, instance_id: int, *, version_id: str | None = None
+) -> bool:
+    """starting → processing, for exactly one runner (on ``version_id`` when a deployment's
+    queued prediction runs on a newer release than it was created on)."""
     now = timezone.now()
+    fields: dict[str, Any] = {"status": Status.PROCESSING, "started_at": now}
+    if version_id is not None:
+        fields["version_id"] = version_id
     claimed = Prediction.objects.filter(pk=prediction_id, status=Status.STARTING).update(
-        status=Status.PROCESSING, started_at=now, instance_id=instance_id
+        instance_id=instance_id, **fields
     )
     if claimed:
         events.publish(prediction_id, events.STATUS, {"status": Status.PROCESSING})
@@ -188,10 +211,13 @@ def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
 
 def prediction_cancel(prediction: Prediction) -> Prediction:
     """Cancel: a queued prediction ends at once; a running one is stopped by its runner."""
-    from workers.queues import remove_queued_prediction
+    from workers import queues
 
     if prediction.status == Status.STARTING:
-        remove_queued_prediction(prediction.version_id, prediction.id)
+        pool = queues.pool_of(
+            version_id=prediction.version_id, deployment_id=prediction.deployment_id
+        )
+        queues.remove_queued_prediction(pool, prediction.id)
         # Loses (returns False) if a runner claimed it meanwhile; then it is processing.
         prediction_finish(prediction.id, Outcome(Status.CANCELED))
     prediction.refresh_from_db()

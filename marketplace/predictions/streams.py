@@ -4,7 +4,9 @@ The URL is a capability (the JS client and browsers send no credentials). Every 
 ``id:`` (Python's decoder drops events without one) that is its position in the prediction's
 Redis stream, so a reconnect with ``Last-Event-ID`` resumes where it left off. Only the four event
 names the clients accept are sent: ``output``, ``logs``, ``error`` and ``done``; keep-alives are
-comment lines.
+comment lines. While the prediction waits, its queue state goes out as a comment every second,
+``: queue {"position": 3, "estimated_start_at": …, "phase": "queued"}``: the official Python
+client refuses unknown event names, and every SSE parser ignores comments.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from marketplace.predictions.models import Prediction
 
 # An error event and the done after it come from one Redis entry; the error's id gets this suffix.
 ERROR_SUFFIX = "-e"
+# How often a waiting prediction's queue state is sent (as a comment).
+QUEUE_REFRESH_MS = 1000
 
 
 def _chunk_text(chunk: Any) -> str:
@@ -83,15 +87,24 @@ async def _events(prediction: Prediction, last_event_id: str) -> AsyncIterator[s
                 yield item
             return
     give_up = time.monotonic() + settings.PREDICTION_TIMEOUT + 600
+    waiting = prediction.status == Prediction.Status.STARTING
+    keepalive_ms = int(settings.STREAM_KEEPALIVE_SECONDS * 1000)
     while time.monotonic() < give_up:
-        batch = await events.aread(
-            prediction.pk, after, block_ms=int(settings.STREAM_KEEPALIVE_SECONDS * 1000)
-        )
+        if waiting:
+            comment = await sync_to_async(_queue_comment)(prediction.pk)
+            waiting = comment is not None
+            if comment:
+                yield comment
+        block_ms = min(QUEUE_REFRESH_MS, keepalive_ms) if waiting else keepalive_ms
+        batch = await events.aread(prediction.pk, after, block_ms=block_ms)
         if not batch:
-            yield ": keepalive\n\n"
+            if not waiting:
+                yield ": keepalive\n\n"
             continue
         for event in batch:
             after = event.id
+            if event.type == events.STATUS:
+                waiting = False
             if event.type == events.OUTPUT:
                 yield events.sse(
                     "output", event_id=event.id, data=_chunk_text(event.data.get("chunk"))
@@ -103,6 +116,22 @@ async def _events(prediction: Prediction, last_event_id: str) -> AsyncIterator[s
                     yield item
                 return
             skip_error = False
+
+
+def _queue_comment(prediction_id: str) -> str | None:
+    """The waiting prediction's queue state as an SSE comment; None once it left the queue."""
+    from marketplace.deployments.transparency import queue_info
+
+    prediction = (
+        Prediction.objects.select_related("version")
+        .only("id", "status", "version_id", "deployment_id", "version__cog_config")
+        .filter(pk=prediction_id)
+        .first()
+    )
+    info = queue_info(prediction) if prediction is not None else None
+    if info is None or info["phase"] == "running":
+        return None
+    return f": queue {json.dumps(info, separators=(',', ':'))}\n\n"
 
 
 def _find(token: str) -> Prediction | None:

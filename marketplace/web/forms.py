@@ -121,8 +121,13 @@ class ModelCreateForm(forms.ModelForm):
 class ModelEditForm(forms.ModelForm):
     class Meta:
         model = Model
-        fields = ("description", "readme", "cover_image", "visibility")
+        fields = ("description", "readme", "cover_image", "visibility", "idle_timeout")
         widgets = {"readme": forms.Textarea(attrs={"rows": 16})}
+        labels = {"idle_timeout": "Idle timeout (seconds)"}
+        help_texts = {
+            "idle_timeout": "How long an idle instance of this model stays up for the next "
+            "prediction before it stops (a cold start follows). Empty: the platform default."
+        }
         help_texts = {"readme": "Markdown. Scripts, styles and event handlers are removed."}
 
 
@@ -166,3 +171,35 @@ class VersionPriceForm(forms.Form):
         version.price_unit = self.cleaned_data["price_unit"]
         version.save(update_fields=["unit_price", "price_unit"])
         return version
+
+
+class DeploymentForm(forms.Form):
+    """A deployment's settings; ``deployments.config`` validates them (the API's rules)."""
+
+    name = forms.CharField(max_length=100, help_text="Lowercase letters, digits and . _ - .")
+    model = forms.CharField(max_length=200, help_text="owner/name of the model to run.")
+    version = forms.CharField(max_length=64, help_text="The version id to run.")
+    hardware = forms.ChoiceField(choices=())
+    min_instances = forms.IntegerField(
+        min_value=0, initial=0, help_text="Instances kept running however idle (0: scale to zero)."
+    )
+    max_instances = forms.IntegerField(min_value=1, initial=1, help_text="The most it scales to.")
+    idle_timeout = forms.IntegerField(
+        min_value=1,
+        required=False,
+        help_text="Seconds an idle instance above the minimum stays up (empty: the default).",
+    )
+
+    def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        hardware = forms.ChoiceField(
+            choices=[
+                (h.sku, f"{h.name} ({h.sku})")
+                for h in Hardware.objects.filter(is_active=True).order_by("sku")
+            ]
+        )
+        self.fields["hardware"] = hardware
+        if editing:
+            for fixed in ("name", "model"):
+                self.fields[fixed].disabled = True
+                self.fields[fixed].required = False

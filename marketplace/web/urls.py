@@ -1,7 +1,15 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from marketplace.web.views import accounts, catalog, models, orgs, owners, predictions
+from marketplace.web.views import (
+    accounts,
+    catalog,
+    deployments,
+    models,
+    orgs,
+    owners,
+    predictions,
+)
 
 urlpatterns = [
     path("", catalog.explore, name="home"),
@@ -74,6 +82,30 @@ urlpatterns = [
         "p/<str:prediction_id>/webhooks/<str:message_id>/redeliver",
         predictions.redeliver_webhook,
         name="prediction-redeliver",
+    ),
+    # Deployments
+    path("deployments", deployments.deployment_list, name="deployments"),
+    path("deployments/new", deployments.deployment_create, name="deployment-create"),
+    path("deployments/<str:owner>/<str:name>", deployments.deployment_page, name="deployment"),
+    path(
+        "deployments/<str:owner>/<str:name>/edit",
+        deployments.deployment_edit,
+        name="deployment-edit",
+    ),
+    path(
+        "deployments/<str:owner>/<str:name>/status",
+        deployments.deployment_status,
+        name="deployment-status",
+    ),
+    path(
+        "deployments/<str:owner>/<str:name>/prewarm",
+        deployments.deployment_prewarm,
+        name="deployment-prewarm",
+    ),
+    path(
+        "deployments/<str:owner>/<str:name>/delete",
+        deployments.deployment_delete,
+        name="deployment-delete",
     ),
     # Profiles and models: last, since their first segment is anyone's name.
     path("<str:username>", catalog.profile, name="profile"),

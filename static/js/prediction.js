@@ -90,11 +90,32 @@
     var node = $("status");
     node.textContent = status;
     node.className = "status status-" + status;
-    if (status !== "starting") $("queue").textContent = "";
+    if (status !== "starting") { $("queue").textContent = ""; $("queue-eta").textContent = ""; }
     if (TERMINAL.indexOf(status) >= 0) {
       var cancel = $("cancel-form");
       if (cancel) cancel.remove();
     }
+  }
+
+  var PHASES = {
+    queued: "waiting for a free slot",
+    starting_instance: "starting an instance",
+    setup: "the model is setting up"
+  };
+
+  // Queue transparency: place in the queue, phase, and the estimated start (from recent runs).
+  function showQueue(q) {
+    if (!q || !q.phase || q.phase === "running") { $("queue").textContent = ""; $("queue-eta").textContent = ""; return; }
+    var parts = [];
+    if (q.position) parts.push("position " + q.position + " in the queue");
+    parts.push(PHASES[q.phase] || q.phase);
+    $("queue").textContent = "· " + parts.join(" · ");
+    var eta = "";
+    if (q.estimated_start_at) {
+      var wait = Math.max(0, Math.round((Date.parse(q.estimated_start_at) - Date.now()) / 1000));
+      eta = "· starts in about " + wait + " s";
+    }
+    $("queue-eta").textContent = eta;
   }
 
   function seconds(v) { return typeof v === "number" ? v.toFixed(2) + " s" : "—"; }
@@ -111,16 +132,14 @@
   }
 
   progress($("logs").textContent);
+  if (state.status === "starting") showQueue(state.queue);
   if (TERMINAL.indexOf(state.status) >= 0 || !window.EventSource) return;
 
   // Events replay from the start of the stream, so the page starts from an empty log.
   $("logs").textContent = "";
   var source = new EventSource(root.dataset.events);
   source.addEventListener("status", function (e) { setStatus(JSON.parse(e.data).status); });
-  source.addEventListener("queue", function (e) {
-    var p = JSON.parse(e.data).position;
-    $("queue").textContent = p ? "· position " + p + " in the queue" : "· waiting for a machine";
-  });
+  source.addEventListener("queue", function (e) { showQueue(JSON.parse(e.data)); });
   source.addEventListener("logs", function (e) {
     var logs = $("logs");
     var atBottom = logs.scrollHeight - logs.scrollTop - logs.clientHeight < 20;

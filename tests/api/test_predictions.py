@@ -112,7 +112,7 @@ def test_bad_cancel_after_is_400_and_stores_nothing(api: APIClient, hello: Any, 
         headers={"Cancel-After": value},
     )
     assert response.status_code == 400 and "Cancel-After" in response.json()["detail"]
-    assert Prediction.objects.count() == 0 and queues.version_queue(hello.id).count == 0
+    assert Prediction.objects.count() == 0 and queues.queue_length(hello.id) == 0
 
 
 def test_a_prediction_that_never_starts_is_canceled_at_its_deadline(
@@ -132,7 +132,7 @@ def test_a_prediction_that_never_starts_is_canceled_at_its_deadline(
     )
     # Never started, so never billed: no start time, no predict_time, off the queue.
     assert prediction.started_at is None and "predict_time" not in prediction.metrics
-    assert queues.version_queue(hello.id).count == 0
+    assert queues.queue_length(hello.id) == 0
 
 
 def test_prefer_wait_returns_starting_when_the_window_closes(api: APIClient, hello: Any) -> None:

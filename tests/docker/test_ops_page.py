@@ -25,7 +25,8 @@ def test_staff_see_hosts_gpus_instances_and_queues(user: Any) -> None:
         host=host, version=version, hardware=cpu(), runtime="docker", gpu_device_ids=["1"],
         state=Instance.State.READY,
     )  # fmt: skip
-    queues.version_queue(version.pk).enqueue("workers.jobs.predictions.run_prediction", "x")
+    pool = queues.version_pool(version.pk)
+    queues.enqueue_prediction("x", pool, user.account.pk, None, version_id=version.pk, sku="cpu")
     client = Client()
     assert client.get("/ops/hosts/").status_code == 302  # sign in first
     client.force_login(user)

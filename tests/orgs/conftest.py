@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from marketplace.accounts.models import Account, ApiToken, Membership, User
 from marketplace.catalog.models import Collection, Model, Version
 from marketplace.catalog.services import version_publish_local
+from marketplace.deployments.models import Deployment
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import prediction_create
 from marketplace.predictions.uploads import UploadedFile, default_expiry
@@ -42,6 +43,7 @@ class World:
     prediction: Prediction  # run for acme by its member
     file: UploadedFile  # uploaded for acme
     personal_secret: Model  # olive/diary: the owner's own private model
+    deployment: Deployment  # acme/prod: runs acme/secret
     keys: dict[str, str] = field(default_factory=dict)
 
     def api(self, role: str, key: str | None = None) -> APIClient:
@@ -116,6 +118,15 @@ def world(db: None) -> World:
         prediction=prediction,
         file=upload,
         personal_secret=personal,
+        deployment=Deployment.objects.create(
+            owner=org,
+            name="prod",
+            model_id=version.model_id,
+            version=version,
+            hardware=cpu(),
+            min_instances=0,
+            max_instances=1,
+        ),
     )
     for role in ("owner", "member", "read_only"):
         world.keys[role] = world.token(role, account=org)

@@ -6,7 +6,7 @@ call the API with a write token scoped to the organisation (so the role, not the
 limits them; token scopes and permissions have their own tests in test_tokens.py), the outsider
 with their own token, anonymous with none. Pages use a signed-in session.
 
-Adding rows (e.g. deployments once their endpoints exist): append a ``Row`` to ``API_ROWS`` or
+Adding rows: append a ``Row`` to ``API_ROWS`` or
 ``PAGE_ROWS`` with the path (``{version}``, ``{prediction}``, ``{file}`` are filled in from the
 world; add a field to ``World`` for new things) and the five statuses; ``check`` may assert on the
 body. A private deployment of ``acme`` would read: GET → (200, 200, 200, 404, 401); POST/PATCH/
@@ -97,6 +97,25 @@ def _billed_to_acme(world: World, role: str, response: Any) -> None:
 
 
 PREDICT = {"input": {"text": "matrix"}}
+
+
+def _deployments(world: World, role: str, response: Any) -> None:
+    names = [(d["owner"], d["name"]) for d in response.json()["results"]]
+    assert names == ([("acme", "prod")] if role != "outsider" else [])
+
+
+def _deployment_is_the_orgs(world: World, role: str, response: Any) -> None:
+    assert response.json()["owner"] == "acme"
+
+
+def _deployment_prediction_billed_to_org(world: World, role: str, response: Any) -> None:
+    from marketplace.predictions.models import Prediction
+
+    prediction = Prediction.objects.get(pk=response.json()["id"])
+    assert prediction.account_id == world.org.pk
+    assert prediction.deployment_id == world.deployment.pk
+    assert prediction.created_by == world.users[role]
+
 
 API_ROWS = [
     Row("account", "get", "/v1/account", (200, 200, 200, 200, 401), check=_account_type),
@@ -197,6 +216,47 @@ API_ROWS = [
         (200, 200, 200, 200, 401),
         check=_collection_lists_public_only,
     ),
+    Row("deployments", "get", "/v1/deployments", (200, 200, 200, 200, 401), check=_deployments),
+    Row("deployment get", "get", "/v1/deployments/acme/prod", (200, 200, 200, 404, 401)),
+    Row(
+        "deployment create",
+        "post",
+        "/v1/deployments",
+        # The outsider acts for their own account, where acme/secret does not exist for them.
+        (201, 201, 403, 422, 401),
+        body={
+            "name": "staging",
+            "model": "acme/secret",
+            "version": "{version}",
+            "hardware": "cpu",
+            "min_instances": 0,
+            "max_instances": 1,
+        },
+        check=_deployment_is_the_orgs,
+    ),
+    Row(
+        "deployment update",
+        "patch",
+        "/v1/deployments/acme/prod",
+        (200, 200, 403, 404, 401),
+        body={"max_instances": 2},
+    ),
+    Row(
+        "deployment prediction",
+        "post",
+        "/v1/deployments/acme/prod/predictions",
+        (201, 201, 403, 404, 401),
+        body={"input": {"text": "hi"}},
+        check=_deployment_prediction_billed_to_org,
+    ),
+    Row(
+        "deployment prewarm",
+        "post",
+        "/v1/deployments/acme/prod/prewarm",
+        (202, 202, 403, 404, 401),
+        body={"instances": 1},
+    ),
+    Row("deployment delete", "delete", "/v1/deployments/acme/prod", (204, 204, 403, 404, 401)),
     Row(
         "search",
         "get",
@@ -218,9 +278,11 @@ def _path(world: World, row: Row) -> str:
 def test_api(world: World, row: Row, role: str) -> None:
     client = world.api(role)
     call = getattr(client, row.method)
-    response = (
-        call(_path(world, row), row.body, format="json") if row.body else call(_path(world, row))
-    )
+    body = {
+        k: v.format(version=world.version.pk) if isinstance(v, str) else v
+        for k, v in (row.body or {}).items()
+    }
+    response = call(_path(world, row), body, format="json") if body else call(_path(world, row))
     expected = row.expect[ROLES.index(role)]
     assert response.status_code == expected, (role, response.status_code, response.content[:300])
     if response.status_code >= 400:
@@ -261,6 +323,11 @@ def _run_redirects_to_prediction(world: World, role: str, response: Any) -> None
     if response.status_code == 302 and role in ("owner", "member"):
         prediction = Prediction.objects.get(pk=response["Location"].rsplit("/", 1)[-1])
         assert prediction.account_id == world.org.pk and prediction.source == "web"
+
+
+def _lists_prod_to_members(world: World, role: str, response: Any) -> None:
+    html = response.content.decode()
+    assert ("/deployments/acme/prod" in html) == (role in ("owner", "member", "read_only"))
 
 
 def _transferred(world: World, role: str, response: Any) -> None:
@@ -342,6 +409,15 @@ PAGE_ROWS = [
         "/collections/tools",
         (200, 200, 200, 200, 200),
         check=_shows_secret_to_members,
+    ),
+    Row("deployment page", "get", "/deployments/acme/prod", (200, 200, 200, 404, 302)),
+    Row("deployment edit", "get", "/deployments/acme/prod/edit", (200, 200, 404, 404, 302)),
+    Row(
+        "deployments list page",
+        "get",
+        "/deployments",
+        (200, 200, 200, 200, 302),
+        check=_lists_prod_to_members,
     ),
     Row(
         "transfer to self",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -82,5 +83,13 @@ def test_a_queued_prediction_reports_its_queue_position(start_web: Any, user: An
     ) as response:
         for line in response.iter_lines():
             if line.startswith("data:") and "position" in line:
-                assert line == 'data: {"position":2}'
+                queue = json.loads(line.removeprefix("data: "))
+                # Nothing serves the version yet: an instance was asked for.
+                assert queue == {
+                    "position": 2,
+                    "estimated_start_at": None,
+                    "phase": "starting_instance",
+                }
                 break
+    page = httpx.get(f"{web.url}/p/{second.pk}", cookies=cookies).text
+    assert "position 2 in the queue · starting an instance" in page

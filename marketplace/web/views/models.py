@@ -19,6 +19,7 @@ from marketplace.accounts.models import User
 from marketplace.billing import pricing
 from marketplace.catalog import formspec
 from marketplace.catalog.models import Model, Version
+from marketplace.deployments.transparency import timing_summary
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import (
     InputValidationError,
@@ -104,7 +105,13 @@ def model_page(request: HttpRequest, owner: str, name: str) -> HttpResponse:
             raise Http404("No such prediction")
         version = _version(model, tweaked.version_id)
         values = tweaked.input if isinstance(tweaked.input, dict) else {}
-    return _playground(request, model, version, values, tweaked=tweaked)
+    summary = timing_summary(model)
+    timings = [
+        ("Queue wait", summary["queue"]),
+        ("Setup (cold start)", summary["setup"]),
+        ("Run", summary["run"]),
+    ]
+    return _playground(request, model, version, values, tweaked=tweaked, timings=timings)
 
 
 @login_required

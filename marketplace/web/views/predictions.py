@@ -24,6 +24,7 @@ from django.views.decorators.http import require_POST
 
 from marketplace.accounts.models import AnyUser
 from marketplace.catalog import formspec
+from marketplace.deployments.transparency import describe, queue_info, with_queue
 from marketplace.predictions import events
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import prediction_cancel
@@ -37,19 +38,7 @@ EVENT_ID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}\Z")
 # How long one SSE response lives; the browser reconnects with Last-Event-ID afterwards.
 STREAM_SECONDS = 300
 # Block at most this long per read, so queue positions refresh and dead clients are noticed.
-POLL_MS = 2000
-
-
-def queue_position(prediction: Prediction) -> int | None:
-    """1-based place of a queued prediction in its version's queue (job ids are prediction ids)."""
-    if prediction.status != Prediction.Status.STARTING:
-        return None
-    from workers.queues import version_queue
-
-    try:
-        return version_queue(prediction.version_id).get_job_ids().index(prediction.pk) + 1
-    except ValueError:
-        return None
+POLL_MS = 1000
 
 
 # Where an account sends its webhooks is its own business, even on a featured example.
@@ -62,8 +51,7 @@ def state(prediction: Prediction, viewer: AnyUser) -> dict[str, Any]:
     if not prediction.account.is_member(viewer):
         for key in PRIVATE_KEYS:
             data.pop(key, None)
-    data["queue_position"] = queue_position(prediction)
-    return data
+    return with_queue(data, prediction)
 
 
 def prediction_page(request: HttpRequest, prediction_id: str) -> HttpResponse:
@@ -76,6 +64,7 @@ def prediction_page(request: HttpRequest, prediction_id: str) -> HttpResponse:
     ]
     model = prediction.model
     is_mine = prediction.account.is_member(request.user)
+    page_state = state(prediction, request.user)
     context = {
         "prediction": prediction,
         "model": model,
@@ -83,7 +72,8 @@ def prediction_page(request: HttpRequest, prediction_id: str) -> HttpResponse:
         "secret_names": {f.name for f in fields if f.secret},
         "output_html": render_output(prediction.output, spec),
         "spec_json": spec.as_dict(),
-        "state_json": state(prediction, request.user),
+        "state_json": page_state,
+        "queue_text": describe(page_state.get("queue")),
         "is_mine": is_mine,
         # The webhook delivery log is the account's business only (it shows their URLs).
         "deliveries": list(prediction.webhook_deliveries.prefetch_related("attempts"))
@@ -137,8 +127,8 @@ async def prediction_events(request: HttpRequest, prediction_id: str) -> Streami
                     yield _sse(None, events.DONE, {"status": current.status})
                     return
                 if not seen_processing:
-                    position = await sync_to_async(queue_position)(current)
-                    yield _sse(None, "queue", {"position": position})
+                    info = await sync_to_async(queue_info)(current)
+                    yield _sse(None, "queue", info or {})
                 else:
                     yield b": keep-alive\n\n"
 
@@ -149,7 +139,11 @@ async def prediction_events(request: HttpRequest, prediction_id: str) -> Streami
 
 
 def _reload(prediction_id: str) -> Prediction:
-    return Prediction.objects.only("id", "status", "version_id").get(pk=prediction_id)
+    return (
+        Prediction.objects.select_related("version")
+        .only("id", "status", "version_id", "deployment_id", "version__cog_config")
+        .get(pk=prediction_id)
+    )
 
 
 def _writable(user: AnyUser, prediction_id: str) -> Prediction:
