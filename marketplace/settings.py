@@ -156,11 +156,49 @@ STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT") or VAR_DIR / "media")
-# Files are served by the app at this prefix (see predictions.views.serve_file); their paths hold
-# an unguessable token, so the URL itself is the capability.
+# Stored files are referred to as PUBLIC_URL + MEDIA_URL + name (what the database keeps) and
+# handed out as signed, expiring URLs (marketplace.storage): served by the app at this prefix, or
+# presigned by S3.
 MEDIA_URL = "/files/"
+# Where uploads and outputs go: "filesystem" (MEDIA_ROOT) or "s3" (any S3-compatible store).
+STORAGE_BACKEND = envstr("STORAGE_BACKEND") or "filesystem"
+if STORAGE_BACKEND not in ("filesystem", "s3"):
+    raise ImproperlyConfigured("STORAGE_BACKEND must be filesystem or s3")
+S3_BUCKET = envstr("S3_BUCKET") or ""
+S3_ENDPOINT_URL = envstr("S3_ENDPOINT_URL") or None
+S3_ACCESS_KEY_ID = envstr("S3_ACCESS_KEY_ID") or None
+S3_SECRET_ACCESS_KEY = envstr("S3_SECRET_ACCESS_KEY") or None
+S3_REGION = envstr("S3_REGION") or None
+# Serve S3 objects through the app (signed app URLs) instead of presigned S3 URLs: for buckets
+# that clients (or model servers) cannot reach.
+S3_PRIVATE_STREAM = envbool("S3_PRIVATE_STREAM", False)
+# Seconds a signed file URL handed to people and programs stays valid.
+SIGNED_URL_TTL = envint("SIGNED_URL_TTL", 3600, minimum=1)
+if STORAGE_BACKEND == "s3" and not S3_BUCKET:
+    raise ImproperlyConfigured("S3_BUCKET must be set when STORAGE_BACKEND is s3")
+_DEFAULT_STORAGE: dict[str, object] = (
+    {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": S3_ENDPOINT_URL,
+            "access_key": S3_ACCESS_KEY_ID,
+            "secret_key": S3_SECRET_ACCESS_KEY,
+            "region_name": S3_REGION,
+            "querystring_auth": True,
+            "querystring_expire": SIGNED_URL_TTL,
+            "signature_version": "s3v4",
+            "file_overwrite": False,
+            "default_acl": None,
+            # Reads spool to disk past 8 MB (0 would keep whole objects in memory).
+            "max_memory_size": 8 * 1024**2,
+        },
+    }
+    if STORAGE_BACKEND == "s3"
+    else {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+)
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _DEFAULT_STORAGE,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG

@@ -24,6 +24,7 @@ from django.utils import timezone
 from rq import Queue
 from standardwebhooks.webhooks import Webhook
 
+from marketplace import storage
 from marketplace.redisconn import get_redis
 
 logger = logging.getLogger(__name__)
@@ -163,7 +164,10 @@ def notify(prediction_id: str, event: str) -> WebhookDelivery | None:
             .get(pk=prediction_id)
         )
         delivery = WebhookDelivery.objects.create(
-            prediction=prediction, event=event, url=prediction.webhook, payload=prediction.to_api()
+            prediction=prediction,
+            event=event,
+            url=prediction.webhook,
+            payload=prediction.to_api(signed=False),
         )
         _enqueue(delivery.pk)
         return delivery
@@ -184,7 +188,8 @@ def deliver(delivery_id: int) -> WebhookAttempt | None:
     )
     if delivery is None or delivery.status != WebhookDelivery.Status.PENDING:
         return None
-    body = json.dumps(delivery.payload, separators=(",", ":"))
+    # Stored files become signed URLs now, so that a retry hours later still carries live ones.
+    body = json.dumps(storage.sign_urls(delivery.payload), separators=(",", ":"))
     now = datetime.now(UTC)
     headers = {
         "Content-Type": "application/json",

@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from marketplace import storage
 from marketplace.accounts.models import User
 from marketplace.billing import pricing
 from marketplace.catalog import formspec
@@ -286,7 +287,9 @@ def model_examples(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     items = [
         {
             "prediction": p,
-            "output": render_output(p.output, formspec.output_spec(p.version.schema)),
+            "output": render_output(
+                storage.sign_urls(p.output), formspec.output_spec(p.version.schema)
+            ),
         }
         for p in examples
     ]

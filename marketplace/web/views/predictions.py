@@ -21,6 +21,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from marketplace import storage
 from marketplace.accounts.models import AnyUser
 from marketplace.catalog import formspec
 from marketplace.predictions import events
@@ -80,7 +81,7 @@ def prediction_page(request: HttpRequest, prediction_id: str) -> HttpResponse:
         "model": model,
         "inputs": shown_input,
         "secret_names": {f.name for f in fields if f.secret},
-        "output_html": render_output(prediction.output, spec),
+        "output_html": render_output(storage.sign_urls(prediction.output), spec),
         "spec_json": spec.as_dict(),
         "state_json": state(prediction, request.user),
         "is_mine": is_mine,
@@ -126,7 +127,7 @@ async def prediction_events(request: HttpRequest, prediction_id: str) -> Streami
             for event in batch:
                 after = event.id
                 seen_processing = seen_processing or event.type != events.STATUS
-                yield _sse(event.id, event.type, event.data)
+                yield _sse(event.id, event.type, storage.sign_urls(event.data))
                 if event.type == events.DONE:
                     return
             if not batch:
