@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from marketplace.env import envbool, envfloat, envint, envlist, envstr
+from marketplace.s3config import s3_storage
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("VAR_DIR") or BASE_DIR / "var")
@@ -176,24 +178,15 @@ S3_PRIVATE_STREAM = envbool("S3_PRIVATE_STREAM", False)
 SIGNED_URL_TTL = envint("SIGNED_URL_TTL", 3600, minimum=1)
 if STORAGE_BACKEND == "s3" and not S3_BUCKET:
     raise ImproperlyConfigured("S3_BUCKET must be set when STORAGE_BACKEND is s3")
-_DEFAULT_STORAGE: dict[str, object] = (
-    {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            "bucket_name": S3_BUCKET,
-            "endpoint_url": S3_ENDPOINT_URL,
-            "access_key": S3_ACCESS_KEY_ID,
-            "secret_key": S3_SECRET_ACCESS_KEY,
-            "region_name": S3_REGION,
-            "querystring_auth": True,
-            "querystring_expire": SIGNED_URL_TTL,
-            "signature_version": "s3v4",
-            "file_overwrite": False,
-            "default_acl": None,
-            # Reads spool to disk past 8 MB (0 would keep whole objects in memory).
-            "max_memory_size": 8 * 1024**2,
-        },
-    }
+_DEFAULT_STORAGE: dict[str, Any] = (
+    s3_storage(
+        bucket=S3_BUCKET,
+        endpoint_url=S3_ENDPOINT_URL,
+        access_key=S3_ACCESS_KEY_ID,
+        secret_key=S3_SECRET_ACCESS_KEY,
+        region=S3_REGION,
+        ttl=SIGNED_URL_TTL,
+    )
     if STORAGE_BACKEND == "s3"
     else {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 )
