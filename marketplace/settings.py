@@ -231,6 +231,10 @@ COG_LOG_INTERVAL = envfloat("COG_LOG_INTERVAL", 0.1, minimum=0.0)
 PREDICTION_EVENTS_MAXLEN = envint("PREDICTION_EVENTS_MAXLEN", 5000, minimum=10)
 PREDICTION_EVENTS_TTL = envint("PREDICTION_EVENTS_TTL", 24 * 3600, minimum=60)
 
+# Days inputs, outputs and logs of finished predictions are kept (an account's retention_days
+# overrides it); `manage.py remove_expired_data` removes them after that.
+PREDICTION_RETENTION_DAYS = envint("PREDICTION_RETENTION_DAYS", 30, minimum=1)
+
 # Largest output file a model may upload (bytes).
 MAX_OUTPUT_FILE_BYTES = envint("MAX_OUTPUT_FILE_BYTES", 10 * 1024**3, minimum=1)
 
