@@ -61,6 +61,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "marketplace.metrics.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -308,6 +309,12 @@ BILLING_MAX_OUTPUT_ITEMS = envint("BILLING_MAX_OUTPUT_ITEMS", 10, minimum=1)
 BILLING_CREDIT_AMOUNTS = envlist("BILLING_CREDIT_AMOUNTS", "10,25,100")
 if not all(a.isdigit() and int(a) > 0 for a in BILLING_CREDIT_AMOUNTS):
     raise ImproperlyConfigured("BILLING_CREDIT_AMOUNTS must be whole dollar amounts, e.g. 10,25")
+
+# --- Observability -----------------------------------------------------------------------------
+# /metrics (Prometheus) answers a Bearer METRICS_TOKEN or a client address in METRICS_ALLOW_IPS
+# (addresses or CIDR networks); with neither set it answers 404 to everyone.
+METRICS_TOKEN = envstr("METRICS_TOKEN") or ""
+METRICS_ALLOW_IPS = envlist("METRICS_ALLOW_IPS", "")
 
 LOGGING = {
     "version": 1,

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from marketplace.deployments import views as deployments
+from marketplace.metrics import metrics_view
 from marketplace.predictions import views as predictions
 
 urlpatterns = [
@@ -12,6 +13,7 @@ urlpatterns = [
     path("ops/hosts/", deployments.hosts, name="ops-hosts"),
     path("billing/", include("marketplace.billing.urls")),
     path("files/<path:name>", predictions.serve_file, name="file"),
+    path("metrics", metrics_view, name="metrics"),
     # The site: explore, model pages, playground, predictions, accounts (last: /<owner>/<name>).
     path("", include("marketplace.web.urls")),
 ]

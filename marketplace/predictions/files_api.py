@@ -179,7 +179,7 @@ class FileDownloadApi(APIView):
         if not allowed or found is None:
             raise Problem(404, NOT_FOUND)
         try:
-            handle = storage.open_stream(found.content.name)
+            handle = storage.open_stream(str(found.content.name))
         except FileNotFoundError as exc:
             raise Problem(404, NOT_FOUND) from exc
         response = FileResponse(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -30,18 +31,20 @@ from marketplace.redisconn import get_redis
 
 logger = logging.getLogger(__name__)
 
-REMOVED_KEYS = {"input": {}, "output": None, "logs": ""}
+REMOVED_KEYS: dict[str, Any] = {"input": {}, "output": None, "logs": ""}
 
 
 def _expired(now: datetime) -> Q:
     """Finished predictions past their account's retention (one clause per distinct override)."""
     default = timedelta(days=settings.PREDICTION_RETENTION_DAYS)
     clause = Q(account__retention_days__isnull=True, completed_at__lt=now - default)
-    overrides = (
-        Account.objects.exclude(retention_days=None)
+    overrides = {
+        days
+        for days in Account.objects.exclude(retention_days=None)
         .values_list("retention_days", flat=True)
         .distinct()
-    )
+        if days is not None
+    }
     for days in overrides:
         clause |= Q(account__retention_days=days, completed_at__lt=now - timedelta(days=days))
     return clause

@@ -207,7 +207,7 @@ def resolve_inputs(payload: dict[str, Any]) -> dict[str, Any]:
     # A presigned GET straight from the bucket when the store is reachable; otherwise the app's
     # signed download URL, which streams it.
     urls = {
-        f.pk: storage.signed_url(f.content.name, ttl)
+        f.pk: storage.signed_url(str(f.content.name), ttl)
         if storage.direct_urls()
         else f.signed_download_url(ttl)
         for f in files
