@@ -8,14 +8,16 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from marketplace import audit
 from marketplace.accounts.models import ApiToken, signed_in
 from marketplace.billing import gateway, pricing, reports, services
-from marketplace.billing.models import TokenCap
+from marketplace.billing.models import BillingAccount, TokenCap
 from marketplace.billing.webhooks import event_receive
 
 USAGE_ROWS = 100
@@ -165,6 +167,10 @@ def _cap(value: str | None, field: str) -> tuple[Decimal | None, str | None]:
     return cap.quantize(Decimal("0.01")), None
 
 
+def _dollars(amount: Decimal | None) -> str | None:
+    return None if amount is None else f"{amount:f}"
+
+
 @login_required
 @require_POST
 def caps_update(request: HttpRequest) -> HttpResponse:
@@ -183,9 +189,33 @@ def caps_update(request: HttpRequest) -> HttpResponse:
         for error in errors:
             messages.error(request, error)
         return redirect("billing")
-    services.caps_update(user.account, account_cap)
-    for token, cap in token_caps.items():
-        services.token_cap_update(token, cap)
+    old_caps = dict(TokenCap.objects.filter(token__user=user).values_list("token", "monthly_cap"))
+    with transaction.atomic():
+        old_cap = (
+            BillingAccount.objects.filter(account=user.account)
+            .values_list("monthly_cap", flat=True)
+            .first()
+        )
+        services.caps_update(user.account, account_cap)
+        if old_cap != account_cap:
+            audit.record(
+                "billing.monthly_cap",
+                account=user.account,
+                request=request,
+                monthly_cap=_dollars(account_cap),
+                previous=_dollars(old_cap),
+            )
+        for token, cap in token_caps.items():
+            services.token_cap_update(token, cap)
+            if old_caps.get(token.pk) != cap:
+                audit.record(
+                    "billing.token_cap",
+                    account=user.account,
+                    target=token,
+                    request=request,
+                    monthly_cap=_dollars(cap),
+                    previous=_dollars(old_caps.get(token.pk)),
+                )
     messages.success(request, "Spend caps saved.")
     return redirect("billing")
 

@@ -1,6 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
+from marketplace.audit import views as audit
 from marketplace.web.views import accounts, catalog, models, owners, predictions
 
 urlpatterns = [
@@ -38,6 +39,7 @@ urlpatterns = [
     path("account/tokens", accounts.tokens, name="tokens"),
     path("account/tokens/<int:token_id>/revoke", accounts.token_revoke, name="token-revoke"),
     path("account/predictions", accounts.history, name="history"),
+    path("account/audit", audit.account_audit, name="audit"),
     # Predictions
     path("p/<str:prediction_id>", predictions.prediction_page, name="prediction"),
     path("p/<str:prediction_id>/json", predictions.prediction_json, name="prediction-json"),

@@ -5,11 +5,13 @@ from __future__ import annotations
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from marketplace import audit
 from marketplace.accounts.models import ApiToken, signed_in
 from marketplace.predictions.models import Prediction
 from marketplace.web.forms import SignupForm, TokenForm
@@ -35,7 +37,15 @@ def tokens(request: HttpRequest) -> HttpResponse:
     user = signed_in(request.user)
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        _, raw_key = ApiToken.create_for(user, form.cleaned_data["name"])
+        with transaction.atomic():
+            token, raw_key = ApiToken.create_for(user, form.cleaned_data["name"])
+            audit.record(
+                "token.create",
+                account=token.account or user.account,
+                target=token,
+                request=request,
+                permission=token.permission,
+            )
         # Shown by the next page once (post/redirect/get, so a reload cannot mint another); the
         # database keeps only a hash.
         request.session[NEW_TOKEN_KEY] = raw_key
@@ -56,7 +66,13 @@ def tokens(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
-    get_object_or_404(ApiToken, pk=token_id, user=signed_in(request.user)).delete()
+    user = signed_in(request.user)
+    token = get_object_or_404(ApiToken, pk=token_id, user=user)
+    with transaction.atomic():
+        audit.record(
+            "token.revoke", account=token.account or user.account, target=token, request=request
+        )
+        token.delete()
     return redirect("tokens")
 
 

@@ -15,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from marketplace import storage
+from marketplace import audit, storage
 from marketplace.accounts.models import User
 from marketplace.billing import pricing
 from marketplace.catalog import formspec
@@ -258,7 +258,16 @@ def version_price(request: HttpRequest, owner: str, name: str, version_id: str) 
     form = VersionPriceForm(request.POST, version=version)
     if not form.is_valid():
         return _versions_page(request, model, failed=form, status=422)
-    form.save()
+    with transaction.atomic():
+        form.save()
+        audit.record(
+            "version.price",
+            account=model.owner,
+            target=version,
+            request=request,
+            unit_price=None if version.unit_price is None else f"{version.unit_price:f}",
+            price_unit=version.price_unit,
+        )
     url = reverse("model-versions", kwargs={"owner": model.owner.username, "name": model.name})
     return redirect(f"{url}#v-{version.pk[:12]}")
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from marketplace import audit
 from marketplace.accounts.models import User
 from marketplace.catalog.models import Hardware
+from marketplace.catalog.services import record_model_change
 from marketplace.registry.models import ImagePush
 from marketplace.web.access import owned_model_for
 from marketplace.web.forms import ModelCreateForm, ModelEditForm
@@ -29,7 +32,16 @@ def model_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         model = form.save(commit=False)
         model.owner = user.account
-        model.save()
+        with transaction.atomic():
+            model.save()
+            audit.record(
+                "model.create",
+                account=model.owner,
+                target=model,
+                request=request,
+                visibility=model.visibility,
+                via="web",
+            )
         return redirect("model-push", owner=model.owner.username, name=model.name)
     return render(request, "web/model_create.html", {"form": form})
 
@@ -39,7 +51,10 @@ def model_edit(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     model = describe([owned_model_for(request.user, owner, name)])[0]
     form = ModelEditForm(request.POST or None, request.FILES or None, instance=model)
     if request.method == "POST" and form.is_valid():
-        form.save()
+        changed = {name: form.cleaned_data.get(name) for name in form.changed_data}
+        with transaction.atomic():
+            form.save()
+            record_model_change(model, changed, request)
         return redirect("model", owner=model.owner.username, name=model.name)
     return render(
         request,
