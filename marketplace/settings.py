@@ -316,11 +316,29 @@ if not all(a.isdigit() and int(a) > 0 for a in BILLING_CREDIT_AMOUNTS):
 METRICS_TOKEN = envstr("METRICS_TOKEN") or ""
 METRICS_ALLOW_IPS = envlist("METRICS_ALLOW_IPS", "")
 
+# Log lines as JSON objects (python-json-logger), one per line, for log shippers; or plain text.
+LOG_FORMAT = envstr("LOG_FORMAT") or "plain"
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"prediction": {"()": "marketplace.logcontext.PredictionIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(prediction_tag)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(prediction_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["prediction"],
+        }
+    },
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL") or "INFO"},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

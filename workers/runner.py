@@ -27,6 +27,7 @@ from rq.job import Job
 
 from marketplace.catalog.schema import REDACTED
 from marketplace.deployments.models import Instance
+from marketplace.logcontext import prediction_context
 from marketplace.predictions import events, uploads
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.secrets import unseal
@@ -254,7 +255,8 @@ class InstanceRunner(threading.Thread):
         Instance.objects.filter(pk=self.instance.pk).update(setup_logs=logs[-20000:])
         self._mark(Instance.State.FAILED, str(exc))
         for prediction_id in queues.drain_version_queue(self.version.pk):
-            prediction_finish(prediction_id, Outcome(Status.FAILED, error=error))
+            with prediction_context(prediction_id):
+                prediction_finish(prediction_id, Outcome(Status.FAILED, error=error))
 
 
 class Slot(threading.Thread):
@@ -289,13 +291,16 @@ class Slot(threading.Thread):
         self.runner.begin()
         token = current_slot.set(self)
         try:
-            close_old_connections()
-            job.func(*job.args, **job.kwargs)
-        except Exception as exc:
-            logger.exception("prediction %s crashed its runner", job_id)
-            prediction_finish(
-                job_id, Outcome(Status.FAILED, error=f"Internal error while running: {exc}")
-            )
+            with prediction_context(job_id):
+                try:
+                    close_old_connections()
+                    job.func(*job.args, **job.kwargs)
+                except Exception as exc:
+                    logger.exception("prediction %s crashed its runner", job_id)
+                    prediction_finish(
+                        job_id,
+                        Outcome(Status.FAILED, error=f"Internal error while running: {exc}"),
+                    )
         finally:
             current_slot.reset(token)
             self.runner.end()
@@ -327,6 +332,7 @@ class Slot(threading.Thread):
             prediction_finish(prediction_id, Outcome(Status.FAILED, error=error))
             return
         assert runner.client is not None
+        logger.info("running on instance %s", runner.instance.pk)
         mailbox = runner.agent.hooks.expect(prediction_id, runner.token)
         try:
             try:

@@ -25,6 +25,7 @@ from rq import Queue
 from standardwebhooks.webhooks import Webhook
 
 from marketplace import storage
+from marketplace.logcontext import prediction_context
 from marketplace.redisconn import get_redis
 
 logger = logging.getLogger(__name__)
@@ -188,6 +189,11 @@ def deliver(delivery_id: int) -> WebhookAttempt | None:
     )
     if delivery is None or delivery.status != WebhookDelivery.Status.PENDING:
         return None
+    with prediction_context(delivery.prediction_id):
+        return _attempt(delivery)
+
+
+def _attempt(delivery: WebhookDelivery) -> WebhookAttempt:
     # Stored files become signed URLs now, so that a retry hours later still carries live ones.
     body = json.dumps(storage.sign_urls(delivery.payload), separators=(",", ":"))
     now = datetime.now(UTC)
@@ -214,6 +220,12 @@ def deliver(delivery_id: int) -> WebhookAttempt | None:
     attempt.duration_ms = int((time.monotonic() - started) * 1000)
     attempt.save()
     delivery.attempt_count += 1
+    logger.info(
+        "webhook %s attempt %d: %s",
+        delivery.event,
+        delivery.attempt_count,
+        attempt.response_status or attempt.error,
+    )
     delays = settings.WEBHOOK_RETRY_DELAYS
     if attempt.ok:
         delivery.status = WebhookDelivery.Status.DELIVERED
