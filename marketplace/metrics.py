@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -55,23 +55,26 @@ def _duration(end: str, start: str) -> ExpressionWrapper:
     return ExpressionWrapper(F(end) - F(start), output_field=DurationField())
 
 
-def _histogram(
-    name: str, documentation: str, phases: Iterable[tuple[str, QuerySet[Any]]]
-) -> HistogramMetricFamily:
-    """One histogram family from querysets annotated with ``seconds`` (a duration), computed by
-    the database in one aggregate per phase."""
-    family = HistogramMetricFamily(name, documentation, labels=["phase"])
-    for phase, rows in phases:
-        aggregates: dict[str, Any] = {
-            f"le_{i}": Count("pk", filter=Q(seconds__lte=timedelta(seconds=bound)))
-            for i, bound in enumerate(PHASE_BUCKETS)
-        }
-        result = rows.aggregate(total=Count("pk"), sum=Sum("seconds"), **aggregates)
-        buckets = [(str(float(b)), result[f"le_{i}"]) for i, b in enumerate(PHASE_BUCKETS)]
-        buckets.append(("+Inf", result["total"]))
-        total: timedelta | None = result["sum"]
+def _add_phases(
+    family: HistogramMetricFamily, rows: QuerySet[Any], durations: dict[str, ExpressionWrapper]
+) -> None:
+    """Add one histogram per phase, all computed by the database in a single aggregate (one scan
+    of the table). A phase's duration is null where it does not apply (e.g. never ended), and
+    nulls count in no bucket."""
+    annotated = rows.annotate(**{f"{phase}_s": expr for phase, expr in durations.items()})
+    aggregates: dict[str, Any] = {}
+    for phase in durations:
+        aggregates[f"{phase}_n"] = Count(f"{phase}_s")
+        aggregates[f"{phase}_sum"] = Sum(f"{phase}_s")
+        for i, bound in enumerate(PHASE_BUCKETS):
+            within = Q(**{f"{phase}_s__lte": timedelta(seconds=bound)})
+            aggregates[f"{phase}_le_{i}"] = Count("pk", filter=within)
+    result = annotated.aggregate(**aggregates)
+    for phase in durations:
+        buckets = [(str(float(b)), result[f"{phase}_le_{i}"]) for i, b in enumerate(PHASE_BUCKETS)]
+        buckets.append(("+Inf", result[f"{phase}_n"]))
+        total: timedelta | None = result[f"{phase}_sum"]
         family.add_metric([phase], buckets, total.total_seconds() if total else 0.0)
-    return family
 
 
 class PlatformCollector(Collector):
@@ -109,27 +112,26 @@ class PlatformCollector(Collector):
             family.add_metric([status], by_status.get(status, 0))
         yield completed
         yield active
-        started = Prediction.objects.exclude(started_at=None)
-        yield _histogram(
+        phases = HistogramMetricFamily(
             "marketplace_prediction_phase_seconds",
             "Time predictions spent per phase: queue (created → started), run (started → "
             "ended); setup is an instance's boot (created → ready).",
-            [
-                ("queue", started.annotate(seconds=_duration("started_at", "created_at"))),
-                (
-                    "run",
-                    started.exclude(completed_at=None).annotate(
-                        seconds=_duration("completed_at", "started_at")
-                    ),
-                ),
-                (
-                    "setup",
-                    Instance.objects.exclude(ready_at=None).annotate(
-                        seconds=_duration("ready_at", "created_at")
-                    ),
-                ),
-            ],
+            labels=["phase"],
         )
+        _add_phases(
+            phases,
+            Prediction.objects.exclude(started_at=None),
+            {
+                "queue": _duration("started_at", "created_at"),
+                "run": _duration("completed_at", "started_at"),
+            },
+        )
+        _add_phases(
+            phases,
+            Instance.objects.exclude(ready_at=None),
+            {"setup": _duration("ready_at", "created_at")},
+        )
+        yield phases
 
     def _instances(self) -> Iterator[Any]:
         counted = Instance.objects.values("state").annotate(n=Count("pk"))
