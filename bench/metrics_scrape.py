@@ -7,7 +7,7 @@ This seeds N finished predictions (bulk inserts, timings spread over 0.01-100 s)
 database in the environment (DATABASE_URL; SQLite under var/bench/ otherwise), then times the
 exposition R times and prints p50/max. Usage:
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench \
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench \\
         .venv/bin/python bench/metrics_scrape.py -n 100000
 """
 
