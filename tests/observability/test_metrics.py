@@ -180,3 +180,22 @@ def test_metrics_are_refused_without_the_token_or_an_allowed_address(
     settings.METRICS_ALLOW_IPS = ["10.0.0.0/8"]
     assert Client(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code == 404
     assert Client(REMOTE_ADDR="10.1.2.3").get("/metrics").status_code == 200
+
+
+def test_gpu_usage_per_host(db: None, user: Any, settings: Any) -> None:
+    from marketplace.deployments.models import Host, Instance
+    from marketplace.metrics import exposition
+
+    version = publish(user, "hello")
+    gpus = [{"index": i, "uuid": f"GPU-{i}", "name": "A100"} for i in range(4)]
+    host = Host.objects.create(name="gpu-1", gpus=gpus)
+    Host.objects.create(name="gone", gpus=gpus[:1], down_at="2026-01-01T00:00:00Z")
+    common = {"host": host, "version": version, "hardware_id": version.model.default_hardware_id}
+    Instance.objects.create(**common, state="ready", gpu_device_ids=["GPU-0", "GPU-1"])
+    Instance.objects.create(**common, state="stopped", gpu_device_ids=["GPU-2"])
+    values = samples(exposition().decode())
+    assert values[("marketplace_host_gpus", (("host", "gpu-1"), ("state", "used")))] == 2
+    assert values[("marketplace_host_gpus", (("host", "gpu-1"), ("state", "free")))] == 2
+    assert ("marketplace_host_gpus", (("host", "gone"), ("state", "used"))) not in values
+    assert values[("marketplace_instances", (("state", "ready"),))] == 1
+    assert values[("marketplace_queue_depth", (("version", version.pk),))] == 0

@@ -57,6 +57,9 @@ def test_expired_predictions_lose_their_data_and_keep_their_ledger(
     settings.PREDICTION_RETENTION_DAYS = 30
     version = publish(user, "hello")
     old, old_file = finished_with_file(version, user, "old")
+    # A playground upload it was given goes too (stored under uploads/, referenced from input).
+    upload = default_storage.save("uploads/tok/in.txt", ContentFile(b"input"))
+    Prediction.objects.filter(pk=old.pk).update(input={"text": storage.reference(upload)})
     recent, recent_file = finished_with_file(version, user, "recent")
     example, example_file = finished_with_file(version, user, "example")
     age(old, 31)
@@ -77,6 +80,7 @@ def test_expired_predictions_lose_their_data_and_keep_their_ledger(
     assert out.getvalue().strip() == "removed the data of 2 prediction(s)"
 
     assert not default_storage.exists(old_file) and not default_storage.exists(short_file)
+    assert not default_storage.exists(upload)
     assert default_storage.exists(recent_file) and default_storage.exists(example_file)
     body = api.get(f"/v1/predictions/{old.pk}").json()
     assert body["data_removed"] is True
