@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from marketplace.env import envbool, envfloat, envint, envlist, envstr
+from marketplace.s3config import s3_storage
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("VAR_DIR") or BASE_DIR / "var")
@@ -59,6 +61,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "marketplace.metrics.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -156,11 +159,40 @@ STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT") or VAR_DIR / "media")
-# Files are served by the app at this prefix (see predictions.views.serve_file); their paths hold
-# an unguessable token, so the URL itself is the capability.
+# Stored files are referred to as PUBLIC_URL + MEDIA_URL + name (what the database keeps) and
+# handed out as signed, expiring URLs (marketplace.storage): served by the app at this prefix, or
+# presigned by S3.
 MEDIA_URL = "/files/"
+# Where uploads and outputs go: "filesystem" (MEDIA_ROOT) or "s3" (any S3-compatible store).
+STORAGE_BACKEND = envstr("STORAGE_BACKEND") or "filesystem"
+if STORAGE_BACKEND not in ("filesystem", "s3"):
+    raise ImproperlyConfigured("STORAGE_BACKEND must be filesystem or s3")
+S3_BUCKET = envstr("S3_BUCKET") or ""
+S3_ENDPOINT_URL = envstr("S3_ENDPOINT_URL") or None
+S3_ACCESS_KEY_ID = envstr("S3_ACCESS_KEY_ID") or None
+S3_SECRET_ACCESS_KEY = envstr("S3_SECRET_ACCESS_KEY") or None
+S3_REGION = envstr("S3_REGION") or None
+# Serve S3 objects through the app (signed app URLs) instead of presigned S3 URLs: for buckets
+# that clients (or model servers) cannot reach.
+S3_PRIVATE_STREAM = envbool("S3_PRIVATE_STREAM", False)
+# Seconds a signed file URL handed to people and programs stays valid.
+SIGNED_URL_TTL = envint("SIGNED_URL_TTL", 3600, minimum=1)
+if STORAGE_BACKEND == "s3" and not S3_BUCKET:
+    raise ImproperlyConfigured("S3_BUCKET must be set when STORAGE_BACKEND is s3")
+_DEFAULT_STORAGE: dict[str, Any] = (
+    s3_storage(
+        bucket=S3_BUCKET,
+        endpoint_url=S3_ENDPOINT_URL,
+        access_key=S3_ACCESS_KEY_ID,
+        secret_key=S3_SECRET_ACCESS_KEY,
+        region=S3_REGION,
+        ttl=SIGNED_URL_TTL,
+    )
+    if STORAGE_BACKEND == "s3"
+    else {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+)
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _DEFAULT_STORAGE,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG
@@ -204,6 +236,10 @@ COG_LOG_INTERVAL = envfloat("COG_LOG_INTERVAL", 0.1, minimum=0.0)
 # Events kept per prediction in its Redis stream, and how long a finished stream is kept.
 PREDICTION_EVENTS_MAXLEN = envint("PREDICTION_EVENTS_MAXLEN", 5000, minimum=10)
 PREDICTION_EVENTS_TTL = envint("PREDICTION_EVENTS_TTL", 24 * 3600, minimum=60)
+
+# Days inputs, outputs and logs of finished predictions are kept (an account's retention_days
+# overrides it); `manage.py remove_expired_data` removes them after that.
+PREDICTION_RETENTION_DAYS = envint("PREDICTION_RETENTION_DAYS", 30, minimum=1)
 
 # Largest output file a model may upload (bytes).
 MAX_OUTPUT_FILE_BYTES = envint("MAX_OUTPUT_FILE_BYTES", 10 * 1024**3, minimum=1)
@@ -279,11 +315,35 @@ BILLING_CREDIT_AMOUNTS = envlist("BILLING_CREDIT_AMOUNTS", "10,25,100")
 if not all(a.isdigit() and int(a) > 0 for a in BILLING_CREDIT_AMOUNTS):
     raise ImproperlyConfigured("BILLING_CREDIT_AMOUNTS must be whole dollar amounts, e.g. 10,25")
 
+# --- Observability -----------------------------------------------------------------------------
+# /metrics (Prometheus) answers a Bearer METRICS_TOKEN or a client address in METRICS_ALLOW_IPS
+# (addresses or CIDR networks); with neither set it answers 404 to everyone.
+METRICS_TOKEN = envstr("METRICS_TOKEN") or ""
+METRICS_ALLOW_IPS = envlist("METRICS_ALLOW_IPS", "")
+
+# Log lines as JSON objects (python-json-logger), one per line, for log shippers; or plain text.
+LOG_FORMAT = envstr("LOG_FORMAT") or "plain"
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"prediction": {"()": "marketplace.logcontext.PredictionIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(prediction_tag)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(prediction_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["prediction"],
+        }
+    },
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL") or "INFO"},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

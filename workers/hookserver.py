@@ -20,6 +20,7 @@ from urllib.parse import unquote
 
 from django.conf import settings
 
+from marketplace.logcontext import prediction_context
 from workers.outputs import store_output_stream
 
 logger = logging.getLogger(__name__)
@@ -115,7 +116,11 @@ def _handler_for(server: HookServer) -> type[BaseHTTPRequestHandler]:
                 self.rfile.read(min(length, MAX_WEBHOOK_BYTES))
                 return self._reply(404)
             body = self.rfile.read(length)
-            mailbox = server.mailbox(parts[2])
+            with prediction_context(parts[2]):
+                self._webhook(parts[2], body)
+
+        def _webhook(self, prediction_id: str, body: bytes) -> None:
+            mailbox = server.mailbox(prediction_id)
             if mailbox is None:
                 # Late or duplicate webhooks after the prediction ended: accepted and dropped,
                 # so Cog does not retry them.
@@ -142,13 +147,15 @@ def _handler_for(server: HookServer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers["Content-Length"])
             if length > settings.MAX_OUTPUT_FILE_BYTES:
                 return self._reply(413)
-            url = store_output_stream(
-                prediction_id,
-                unquote(parts[3]),
-                cast(IO[bytes], self.rfile),
-                length,
-                self.headers.get("Content-Type") or "",
-            )
+            with prediction_context(prediction_id):
+                url = store_output_stream(
+                    prediction_id,
+                    unquote(parts[3]),
+                    cast(IO[bytes], self.rfile),
+                    length,
+                    self.headers.get("Content-Type") or "",
+                )
+                logger.info("stored output file %s (%d bytes)", unquote(parts[3]), length)
             self._reply(201, headers={"Location": url})
 
     return Handler

@@ -1,4 +1,5 @@
-"""Output files: stored through django-storages, served at unguessable URLs."""
+"""Output files: stored through django-storages under unguessable names; the prediction keeps
+their references (``marketplace.storage``), handed out as signed URLs."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import tempfile
 from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
-from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from marketplace.predictions.ids import new_capability_token
+from marketplace.storage import reference
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _CHUNK = 1024 * 1024
@@ -26,11 +27,6 @@ def _clean_name(filename: str) -> str:
     return name[:120]
 
 
-def public_file_url(name: str) -> str:
-    url = default_storage.url(name)
-    return url if url.startswith(("http://", "https://")) else f"{settings.PUBLIC_URL}{url}"
-
-
 def output_path(prediction_id: str, filename: str) -> str:
     return f"outputs/{prediction_id}/{new_capability_token()}/{_clean_name(filename)}"
 
@@ -38,7 +34,8 @@ def output_path(prediction_id: str, filename: str) -> str:
 def store_output_stream(
     prediction_id: str, filename: str, stream: IO[bytes], length: int, content_type: str
 ) -> str:
-    """Copy an upload to storage without holding it in memory; return its public URL."""
+    """Copy an upload to storage without holding it in memory (spooled to disk past 8 MB, then a
+    multipart upload on S3); return its reference."""
     with tempfile.SpooledTemporaryFile(max_size=8 * _CHUNK) as spool:
         remaining = length
         while remaining > 0:
@@ -51,11 +48,12 @@ def store_output_stream(
         if "." not in filename and content_type:
             filename += mimetypes.guess_extension(content_type.split(";")[0].strip()) or ""
         name = default_storage.save(output_path(prediction_id, filename), File(spool))
-    return public_file_url(name)
+    return reference(name)
 
 
 def store_data_uri(prediction_id: str, uri: str, index: int = 0) -> str:
-    """Persist a ``data:`` output (what legacy Cog servers return) as a file; return its URL."""
+    """Persist a ``data:`` output (what legacy Cog servers return) as a file; return its
+    reference."""
     header, _, payload = uri.partition(",")
     mime = header[5:].split(";")[0] or "application/octet-stream"
     try:
@@ -68,7 +66,7 @@ def store_data_uri(prediction_id: str, uri: str, index: int = 0) -> str:
     name = default_storage.save(
         output_path(prediction_id, f"output-{index}{extension}"), ContentFile(data)
     )
-    return public_file_url(name)
+    return reference(name)
 
 
 def persist_data_uris(prediction_id: str, output: Any) -> Any:

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from marketplace.catalog.schema import REDACTED
 from marketplace.deployments.models import Deployment, Instance
+from marketplace.logcontext import prediction_context
 from marketplace.predictions import events, uploads
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.secrets import unseal
@@ -278,7 +279,8 @@ class InstanceRunner(threading.Thread):
         Instance.objects.filter(pk=self.instance.pk).update(setup_logs=logs[-20000:])
         self._mark(Instance.State.FAILED, str(exc))
         for prediction_id in queues.drain_pool(self.pool):
-            prediction_finish(prediction_id, Outcome(Status.FAILED, error=error))
+            with prediction_context(prediction_id):
+                prediction_finish(prediction_id, Outcome(Status.FAILED, error=error))
 
 
 class Slot(threading.Thread):
@@ -317,14 +319,16 @@ class Slot(threading.Thread):
         self.claimed = False
         began = time.monotonic()
         try:
-            close_old_connections()
-            self.execute(popped.prediction_id, popped.secrets)
-        except Exception as exc:
-            logger.exception("prediction %s crashed its runner", popped.prediction_id)
-            prediction_finish(
-                popped.prediction_id,
-                Outcome(Status.FAILED, error=f"Internal error while running: {exc}"),
-            )
+            with prediction_context(popped.prediction_id):
+                try:
+                    close_old_connections()
+                    self.execute(popped.prediction_id, popped.secrets)
+                except Exception as exc:
+                    logger.exception("prediction %s crashed its runner", popped.prediction_id)
+                    prediction_finish(
+                        popped.prediction_id,
+                        Outcome(Status.FAILED, error=f"Internal error while running: {exc}"),
+                    )
         finally:
             self.runner.end()
             ran = time.monotonic() - began if self.claimed else None
@@ -361,6 +365,7 @@ class Slot(threading.Thread):
             prediction_finish(prediction_id, Outcome(Status.FAILED, error=error))
             return
         assert runner.client is not None
+        logger.info("running on instance %s", runner.instance.pk)
         mailbox = runner.agent.hooks.expect(prediction_id, runner.token)
         try:
             try:

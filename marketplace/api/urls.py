@@ -1,6 +1,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
+from marketplace.audit.views import AuditApi
 from marketplace.catalog import api as catalog
 from marketplace.deployments import api as deployments
 from marketplace.predictions import api as predictions
@@ -69,6 +70,7 @@ urlpatterns = [
     path("search", catalog.SearchApi.as_view(), name="api-search"),
     path("webhooks/default/secret", catalog.WebhookSecretApi.as_view(), name="api-webhook-secret"),
     path("files", files.FileCollectionApi.as_view(), name="api-files"),
+    path("audit", AuditApi.as_view(), name="api-audit"),
     path("files/<str:file_id>", files.FileDetailApi.as_view(), name="api-file"),
     path("files/<str:file_id>/download", files.FileDownloadApi.as_view(), name="api-file-download"),
     path(

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import transaction
 
+from marketplace import audit
 from marketplace.billing.models import (
     BillingAccount,
     CreditGrant,
@@ -20,6 +22,20 @@ class BillingAccountAdmin(admin.ModelAdmin):
     search_fields = ["account__username", "stripe_customer_id"]
     # Balances move only through grants and settlements (both locked and recorded).
     readonly_fields = ["account", "credit_balance", "stripe_customer_id", "created_at"]
+
+    def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
+        """Staff changes of billing settings (mode, cap, ...) go to the account's audit log."""
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            if change and form.changed_data:
+                audit.record(
+                    "billing.settings",
+                    account=obj.account,
+                    target=obj,
+                    request=request,
+                    via="admin",
+                    changes={n: str(form.cleaned_data.get(n)) for n in form.changed_data},
+                )
 
 
 @admin.register(UsageEntry)

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from marketplace import audit
 from marketplace.accounts.models import Account, ApiToken, signed_in
 from marketplace.billing import gateway, pricing, reports, services
-from marketplace.billing.models import TokenCap
+from marketplace.billing.models import BillingAccount, TokenCap
 from marketplace.billing.webhooks import event_receive
 from marketplace.web.access import accounts_of, chosen_account
 
@@ -200,6 +200,10 @@ def _cap(value: str | None, field: str) -> tuple[Decimal | None, str | None]:
     return cap.quantize(Decimal("0.01")), None
 
 
+def _dollars(amount: Decimal | None) -> str | None:
+    return None if amount is None else f"{amount:f}"
+
+
 @login_required
 @require_POST
 def caps_update(request: HttpRequest) -> HttpResponse:
@@ -224,18 +228,37 @@ def caps_update(request: HttpRequest) -> HttpResponse:
         for error in errors:
             messages.error(request, error)
         return HttpResponseRedirect(_page_url(account))
+    old_caps = dict(
+        TokenCap.objects.filter(token__in=list(token_caps)).values_list("token", "monthly_cap")
+    )
     with transaction.atomic():
+        old_cap = (
+            BillingAccount.objects.filter(account=account)
+            .values_list("monthly_cap", flat=True)
+            .first()
+        )
         services.caps_update(account, account_cap)
+        if old_cap != account_cap:
+            audit.record(
+                "billing.monthly_cap",
+                actor=user,
+                account=account,
+                request=request,
+                monthly_cap=_dollars(account_cap),
+                previous=_dollars(old_cap),
+            )
         for token, cap in token_caps.items():
             services.token_cap_update(token, cap)
-        audit.record(
-            "billing.caps",
-            actor=user,
-            account=account,
-            request=request,
-            monthly_cap=None if account_cap is None else str(account_cap),
-            token_caps={t.pk: None if c is None else str(c) for t, c in token_caps.items()},
-        )
+            if old_caps.get(token.pk) != cap:
+                audit.record(
+                    "billing.token_cap",
+                    actor=user,
+                    account=account,
+                    target=token,
+                    request=request,
+                    monthly_cap=_dollars(cap),
+                    previous=_dollars(old_caps.get(token.pk)),
+                )
     messages.success(request, "Spend caps saved.")
     return HttpResponseRedirect(_page_url(account))
 

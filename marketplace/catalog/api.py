@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.db.models import Max, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.http import HttpResponse
@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from marketplace import audit
 from marketplace.accounts.models import Account, User
 from marketplace.api import openapi as o
 from marketplace.api.authentication import acting_account
@@ -31,6 +32,7 @@ from marketplace.catalog.serializers import (
     model_to_api,
     version_to_api,
 )
+from marketplace.catalog.services import record_model_change
 from marketplace.predictions.models import Prediction
 
 NOT_FOUND = "The requested resource could not be found."
@@ -168,7 +170,16 @@ class ModelCollectionApi(APIView):
             raise Problem(409, f"{owner.username} already has {MAX_MODELS_PER_ACCOUNT} models")
         try:
             model.full_clean(exclude=["cover_image"])
-            model.save()
+            with transaction.atomic():
+                model.save()
+                audit.record(
+                    "model.create",
+                    account=owner,
+                    target=model,
+                    request=request,
+                    visibility=model.visibility,
+                    via="api",
+                )
         except ValidationError as exc:
             if "__all__" not in exc.message_dict:
                 pairs = [(f, m) for f, ms in exc.message_dict.items() for m in ms]
@@ -199,10 +210,13 @@ class ModelDetailApi(APIView):
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
         data.pop("weights_url", None)  # accepted for compatibility; weights live in versions
+        changed = {f: v for f, v in data.items() if getattr(model, f) != v}
         for field, value in data.items():
             setattr(model, field, value)
         if data:
-            model.save(update_fields=[*data.keys(), "updated_at"])
+            with transaction.atomic():
+                model.save(update_fields=[*data.keys(), "updated_at"])
+                record_model_change(model, changed, request)
         return Response(model_to_api(model))
 
     @extend_schema(operation_id="models.delete", responses={204: o.NO_CONTENT})
@@ -212,7 +226,9 @@ class ModelDetailApi(APIView):
             raise Problem(409, "Only private models can be deleted", "Conflict")
         if model.versions.exists():
             raise Problem(409, "Delete the model's versions first", "Conflict")
-        model.delete()
+        with transaction.atomic():
+            audit.record("model.delete", account=model.owner, target=model, request=request)
+            model.delete()
         return Response(status=204)
 
 
@@ -261,11 +277,22 @@ class VersionDetailApi(APIView):
     @extend_schema(operation_id="models.versions.delete", responses={202: o.NO_CONTENT})
     def delete(self, request: Request, owner: str, name: str, version_id: str) -> Response:
         version = self._version(_owned_model(request, owner, name), version_id)
-        if version.predictions.exists():
-            # Predictions keep pointing at it: hide it from listings and `owner/name` runs.
-            Version.objects.filter(pk=version.pk).update(hidden=True)
-        else:
-            version.delete()
+        with transaction.atomic():
+            if version.predictions.exists():
+                # Predictions keep pointing at it: hide it from listings and `owner/name` runs.
+                Version.objects.filter(pk=version.pk).update(hidden=True)
+                action = "version.hide"
+            else:
+                action = "version.delete"
+            audit.record(
+                action,
+                account=version.model.owner,
+                target=version,
+                request=request,
+                model=version.model.full_name,
+            )
+            if action == "version.delete":
+                version.delete()
         return Response(status=202)
 
 

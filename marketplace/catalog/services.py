@@ -10,6 +10,7 @@ from typing import Any
 import cog
 from django.db import transaction
 
+from marketplace import audit
 from marketplace.accounts.models import Account
 from marketplace.catalog.models import Hardware, Model, Version
 from workers.cogschema import CogProjectError, ensure_schema, read_cog_config
@@ -102,4 +103,25 @@ def version_publish_local(
             cog_config=config,
             source_path=str(path),
         )
+        audit.record(
+            "version.create", account=owner, target=version, via="publish_local", path=str(path)
+        )
     return version, True
+
+
+def record_model_change(model: Model, changed: dict[str, Any], request: Any) -> None:
+    """Audit an edit of a model: which fields changed (values only for visibility, the one that
+    decides who sees it; descriptions and readmes can be long and are on the page anyway)."""
+    if not changed:
+        return
+    audit.record(
+        "model.update", account=model.owner, target=model, request=request, fields=sorted(changed)
+    )
+    if "visibility" in changed:
+        audit.record(
+            "model.visibility",
+            account=model.owner,
+            target=model,
+            request=request,
+            visibility=str(changed["visibility"]),
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from rq import Queue
 
+from marketplace.logcontext import prediction_context
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import Outcome, prediction_finish
 from marketplace.redisconn import get_redis
@@ -28,14 +29,17 @@ def expire(prediction_id: str) -> bool:
     """End the prediction as canceled if it has not started. True if it did."""
     from workers import queues
 
-    prediction = (
-        Prediction.objects.filter(pk=prediction_id)
-        .only("version_id", "deployment_id", "status")
-        .first()
-    )
-    if prediction is None or prediction.status != Prediction.Status.STARTING:
-        return False
-    pool = queues.pool_of(version_id=prediction.version_id, deployment_id=prediction.deployment_id)
-    queues.remove_queued_prediction(pool, prediction_id)
-    # Loses to a runner that claimed it meanwhile; the runner then cancels it at the deadline.
-    return prediction_finish(prediction_id, Outcome(Prediction.Status.CANCELED))
+    with prediction_context(prediction_id):
+        prediction = (
+            Prediction.objects.filter(pk=prediction_id)
+            .only("version_id", "deployment_id", "status")
+            .first()
+        )
+        if prediction is None or prediction.status != Prediction.Status.STARTING:
+            return False
+        pool = queues.pool_of(
+            version_id=prediction.version_id, deployment_id=prediction.deployment_id
+        )
+        queues.remove_queued_prediction(pool, prediction_id)
+        # Loses to a runner that claimed it meanwhile; the runner then cancels it at the deadline.
+        return prediction_finish(prediction_id, Outcome(Prediction.Status.CANCELED))

@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from marketplace import storage
 from marketplace.accounts.models import User, signed_in
 from marketplace.api import openapi as o
 from marketplace.api.authentication import acting_account
@@ -179,8 +180,12 @@ class FileDownloadApi(APIView):
         )
         if not allowed or found is None:
             raise Problem(404, NOT_FOUND)
+        try:
+            handle = storage.open_stream(str(found.content.name))
+        except FileNotFoundError as exc:
+            raise Problem(404, NOT_FOUND) from exc
         response = FileResponse(
-            found.content.open("rb"),
+            handle,
             content_type=found.content_type or "application/octet-stream",
             as_attachment=True,
             filename=found.name,

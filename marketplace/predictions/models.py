@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from marketplace import storage
 from marketplace.accounts.models import Account, User
 from marketplace.catalog.models import Hardware, Model, Version
 from marketplace.predictions.ids import new_capability_token, new_prediction_id
@@ -141,15 +142,18 @@ class Prediction(models.Model):
     def total_time(self, completed_at: datetime) -> float:
         return round((completed_at - self.created_at).total_seconds(), 6)
 
-    def to_api(self) -> dict[str, Any]:
-        """The prediction object exactly as Replicate's API shapes it."""
+    def to_api(self, *, signed: bool = True) -> dict[str, Any]:
+        """The prediction object exactly as Replicate's API shapes it. Stored files in the input
+        and output become signed, expiring URLs unless ``signed`` is off (webhook snapshots keep
+        the references and are signed when each attempt is sent)."""
+        sign = storage.sign_urls if signed else _same
         data: dict[str, Any] = {
             "id": self.id,
             "model": self.model.full_name,
             "version": self.version_id,
-            "input": self.input,
+            "input": sign(self.input),
             "logs": self.logs,
-            "output": self.output,
+            "output": sign(self.output),
             "data_removed": self.data_removed,
             "error": self.error,
             "status": self.status,
@@ -183,6 +187,10 @@ class Prediction(models.Model):
                     (instance.ready_at - instance.created_at).total_seconds(), 6
                 )
         return metrics
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _iso(value: datetime) -> str:

@@ -103,6 +103,12 @@ def prediction_create(
         sealed = seal(secret_values)
         sku = deployment.hardware.sku if deployment else model.default_hardware.sku
         transaction.on_commit(lambda: _dispatch(prediction, sku, sealed))
+    logger.info(
+        "created for %s (%s)",
+        version,
+        source,
+        extra={"prediction_id": prediction.id},
+    )
     # The objects the caller serializes come from memory, not extra queries.
     prediction.model = model
     prediction.version = version
@@ -206,6 +212,7 @@ def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
         )
         if prediction.webhook:
             transaction.on_commit(lambda: webhooks.notify(prediction_id, webhooks.COMPLETED))
+    logger.info("ended %s", outcome.status, extra={"prediction_id": prediction_id})
     return True
 
 

@@ -22,6 +22,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
+from marketplace import storage
 from marketplace.predictions import events
 from marketplace.predictions.models import Prediction
 
@@ -65,7 +66,7 @@ def _from_database(prediction: Prediction) -> list[str]:
     if prediction.status == Prediction.Status.SUCCEEDED and prediction.output is not None:
         items = prediction.output if isinstance(prediction.output, list) else [prediction.output]
         out = [
-            events.sse("output", event_id=f"{stamp}-{i}", data=_chunk_text(c))
+            events.sse("output", event_id=f"{stamp}-{i}", data=_chunk_text(storage.sign_urls(c)))
             for i, c in enumerate(items)
         ]
     done = {"status": prediction.status, "error": prediction.error}
@@ -107,7 +108,9 @@ async def _events(prediction: Prediction, last_event_id: str) -> AsyncIterator[s
                 waiting = False
             if event.type == events.OUTPUT:
                 yield events.sse(
-                    "output", event_id=event.id, data=_chunk_text(event.data.get("chunk"))
+                    "output",
+                    event_id=event.id,
+                    data=_chunk_text(storage.sign_urls(event.data.get("chunk"))),
                 )
             elif event.type == events.LOGS:
                 yield events.sse("logs", event_id=event.id, data=str(event.data.get("text", "")))

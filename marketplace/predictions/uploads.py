@@ -25,6 +25,7 @@ from django.core.files.storage import Storage
 from django.db import models
 from django.utils import timezone
 
+from marketplace import storage
 from marketplace.accounts.models import Account, User
 from marketplace.predictions.ids import new_capability_token, new_prediction_id
 
@@ -186,11 +187,15 @@ def _replace(value: Any, urls: dict[str, str]) -> Any:
 
 
 def resolve_inputs(payload: dict[str, Any]) -> dict[str, Any]:
-    """Swap our file URLs for signed download URLs a model server can fetch without a token.
+    """Swap our file URLs (``/v1/files`` and stored references) for signed download URLs a model
+    server can fetch without a token.
 
     Raises ``ValueError`` naming the field when a file expired (or was purged or deleted) while
     the prediction waited: the model could not download it anyway.
     """
+    ttl = settings.PREDICTION_TIMEOUT + 3600
+    # The site's own uploads (playground inputs) are stored references: signed like outputs.
+    payload = storage.sign_urls(payload, ttl)
     refs = _walk(payload, "input")
     if not refs:
         return payload
@@ -199,8 +204,14 @@ def resolve_inputs(payload: dict[str, Any]) -> dict[str, Any]:
         .select_related("account")
         .filter(pk__in=[file_id for _, file_id in refs])
     )
-    ttl = settings.PREDICTION_TIMEOUT + 3600
-    urls = {f.pk: f.signed_download_url(ttl) for f in files}
+    # A presigned GET straight from the bucket when the store is reachable; otherwise the app's
+    # signed download URL, which streams it.
+    urls = {
+        f.pk: storage.signed_url(str(f.content.name), ttl)
+        if storage.direct_urls()
+        else f.signed_download_url(ttl)
+        for f in files
+    }
     gone = [(field, file_id) for field, file_id in refs if file_id not in urls]
     if gone:
         field, file_id = gone[0]

@@ -24,6 +24,8 @@ from django.utils import timezone
 from rq import Queue
 from standardwebhooks.webhooks import Webhook
 
+from marketplace import storage
+from marketplace.logcontext import prediction_context
 from marketplace.redisconn import get_redis
 
 logger = logging.getLogger(__name__)
@@ -163,7 +165,10 @@ def notify(prediction_id: str, event: str) -> WebhookDelivery | None:
             .get(pk=prediction_id)
         )
         delivery = WebhookDelivery.objects.create(
-            prediction=prediction, event=event, url=prediction.webhook, payload=prediction.to_api()
+            prediction=prediction,
+            event=event,
+            url=prediction.webhook,
+            payload=prediction.to_api(signed=False),
         )
         _enqueue(delivery.pk)
         return delivery
@@ -184,7 +189,13 @@ def deliver(delivery_id: int) -> WebhookAttempt | None:
     )
     if delivery is None or delivery.status != WebhookDelivery.Status.PENDING:
         return None
-    body = json.dumps(delivery.payload, separators=(",", ":"))
+    with prediction_context(delivery.prediction_id):
+        return _attempt(delivery)
+
+
+def _attempt(delivery: WebhookDelivery) -> WebhookAttempt:
+    # Stored files become signed URLs now, so that a retry hours later still carries live ones.
+    body = json.dumps(storage.sign_urls(delivery.payload), separators=(",", ":"))
     now = datetime.now(UTC)
     headers = {
         "Content-Type": "application/json",
@@ -209,6 +220,12 @@ def deliver(delivery_id: int) -> WebhookAttempt | None:
     attempt.duration_ms = int((time.monotonic() - started) * 1000)
     attempt.save()
     delivery.attempt_count += 1
+    logger.info(
+        "webhook %s attempt %d: %s",
+        delivery.event,
+        delivery.attempt_count,
+        attempt.response_status or attempt.error,
+    )
     delays = settings.WEBHOOK_RETRY_DELAYS
     if attempt.ok:
         delivery.status = WebhookDelivery.Status.DELIVERED

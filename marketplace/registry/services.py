@@ -24,7 +24,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from marketplace.accounts.models import Account
+from marketplace import audit
+from marketplace.accounts.models import Account, User
 from marketplace.catalog.models import Hardware, Model, Version
 from marketplace.registry.models import ImagePush
 from marketplace.registry.tokens import mint
@@ -169,7 +170,11 @@ def read_cog_image(client: RegistryClient, repository: str, digest: str) -> CogI
     return CogImage(labels, schema, cog_config, labels.get("run.cog.version", "")[:40])
 
 
-def _model_for(repository: str) -> Model | None:
+def _pusher(username: str) -> User | None:
+    return User.objects.filter(username=username).first() if username else None
+
+
+def _model_for(repository: str, pusher: User | None = None) -> Model | None:
     owner_name, _, model_name = repository.partition("/")
     account = Account.objects.filter(username=owner_name).first()
     hardware = (
@@ -178,15 +183,18 @@ def _model_for(repository: str) -> Model | None:
     )
     if account is None or hardware is None or not model_name or "/" in model_name:
         return None
-    model, _ = Model.objects.get_or_create(
-        owner=account,
-        name=model_name,
-        # A model created by its first push starts private: its owner publishes it.
-        defaults={
-            "visibility": Model.Visibility.PRIVATE,
-            "default_hardware": hardware,
-        },
-    )
+    with transaction.atomic():
+        model, created = Model.objects.get_or_create(
+            owner=account,
+            name=model_name,
+            # A model created by its first push starts private: its owner publishes it.
+            defaults={
+                "visibility": Model.Visibility.PRIVATE,
+                "default_hardware": hardware,
+            },
+        )
+        if created:
+            audit.record("model.create", actor=pusher, account=account, target=model, via="push")
     return model
 
 
@@ -208,7 +216,8 @@ def record_push(
     own_client = client is None
     client = client or RegistryClient()
     try:
-        model = _model_for(repository)
+        pusher = _pusher(pushed_by)
+        model = _model_for(repository, pusher)
         version: Version | None = None
         try:
             if model is None:
@@ -223,7 +232,7 @@ def record_push(
             with transaction.atomic():
                 if outcome == ImagePush.Outcome.PUBLISHED:
                     assert model is not None
-                    version, _ = Version.objects.get_or_create(
+                    version, created = Version.objects.get_or_create(
                         id=version_id_for(repository, digest),
                         defaults={
                             "model": model,
@@ -233,6 +242,16 @@ def record_push(
                             "image": image_reference(repository, digest),
                         },
                     )
+                    if created:
+                        audit.record(
+                            "version.create",
+                            actor=pusher,
+                            account=model.owner,
+                            target=version,
+                            via="push",
+                            model=model.full_name,
+                            image=version.image,
+                        )
                 return ImagePush.objects.create(
                     repository=repository,
                     digest=digest,
@@ -267,9 +286,23 @@ def _restore_if_back(push: ImagePush, client: RegistryClient | None) -> ImagePus
         ImagePush.objects.filter(pk=push.pk).update(deleted_at=None)
         if push.version_id is not None:
             Version.objects.filter(pk=push.version_id).update(hidden=False)
+            _record_version_event("version.restore", push)
     logger.info("%s@%s was pushed again: version restored", push.repository, push.digest)
     push.refresh_from_db()
     return push
+
+
+def _record_version_event(action: str, push: ImagePush) -> None:
+    """The registry (not a person on this site) changed a version: the platform is the actor."""
+    version = Version.objects.select_related("model__owner").get(pk=push.version_id)
+    audit.record(
+        action,
+        account=version.model.owner,
+        target=version,
+        via="registry",
+        model=version.model.full_name,
+        digest=push.digest,
+    )
 
 
 def record_delete(
@@ -296,6 +329,7 @@ def record_delete(
         )
         if push.version_id is not None:
             Version.objects.filter(pk=push.version_id).update(hidden=True)
+            _record_version_event("version.hide", push)
     logger.info("%s@%s deleted from the registry: version hidden", repository, digest)
     push.refresh_from_db()
     return push

@@ -1,6 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
+from marketplace.audit import views as audit
 from marketplace.web.views import (
     accounts,
     catalog,
@@ -72,6 +73,7 @@ urlpatterns = [
         orgs.invitation_answer,
         name="invitation-answer",
     ),
+    path("account/audit", audit.account_audit, name="audit"),
     # Predictions
     path("p/<str:prediction_id>", predictions.prediction_page, name="prediction"),
     path("p/<str:prediction_id>/json", predictions.prediction_json, name="prediction-json"),

@@ -8,6 +8,7 @@ import pytest
 from django.core import mail
 from django.test import Client
 
+from marketplace import storage
 from marketplace.accounts.models import ApiToken
 from marketplace.catalog.models import Collection, Model
 from marketplace.predictions.models import Prediction
@@ -176,7 +177,7 @@ def test_file_input_upload_is_stored_and_passed_as_a_url(
     assert response.status_code == 302, response.content.decode()[:2000]
     url = Prediction.objects.get().input["image"]
     assert url.startswith(f"{settings.PUBLIC_URL}/files/uploads/") and url.endswith("/cat.png")
-    served = alice_client.get(url.removeprefix(settings.PUBLIC_URL))
+    served = alice_client.get(storage.sign_urls(url).removeprefix(settings.PUBLIC_URL))
     assert served.status_code == 200 and b"".join(served.streaming_content) == b"\x89PNG fake"
 
 

@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from marketplace import audit, storage
 from marketplace.accounts.models import User
 from marketplace.billing import pricing
 from marketplace.catalog import formspec
@@ -274,7 +275,16 @@ def version_price(request: HttpRequest, owner: str, name: str, version_id: str) 
     form = VersionPriceForm(request.POST, version=version)
     if not form.is_valid():
         return _versions_page(request, model, failed=form, status=422)
-    form.save()
+    with transaction.atomic():
+        form.save()
+        audit.record(
+            "version.price",
+            account=model.owner,
+            target=version,
+            request=request,
+            unit_price=None if version.unit_price is None else f"{version.unit_price:f}",
+            price_unit=version.price_unit,
+        )
     url = reverse("model-versions", kwargs={"owner": model.owner.username, "name": model.name})
     return redirect(f"{url}#v-{version.pk[:12]}")
 
@@ -303,7 +313,9 @@ def model_examples(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     items = [
         {
             "prediction": p,
-            "output": render_output(p.output, formspec.output_spec(p.version.schema)),
+            "output": render_output(
+                storage.sign_urls(p.output), formspec.output_spec(p.version.schema)
+            ),
         }
         for p in examples
     ]

@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from marketplace import audit
 from marketplace.accounts.models import User
 from marketplace.catalog.models import Hardware
+from marketplace.catalog.services import record_model_change
 from marketplace.registry.models import ImagePush
 from marketplace.web.access import accounts_of, owned_model_for
 from marketplace.web.forms import ModelCreateForm, ModelEditForm
@@ -34,7 +35,15 @@ def model_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             model = form.save()
-            audit.record("model.create", actor=user, account=model.owner, target=model)
+            audit.record(
+                "model.create",
+                actor=user,
+                account=model.owner,
+                target=model,
+                request=request,
+                visibility=model.visibility,
+                via="web",
+            )
         return redirect("model-push", owner=model.owner.username, name=model.name)
     return render(request, "web/model_create.html", {"form": form})
 
@@ -44,7 +53,10 @@ def model_edit(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     model = describe([owned_model_for(request.user, owner, name)])[0]
     form = ModelEditForm(request.POST or None, request.FILES or None, instance=model)
     if request.method == "POST" and form.is_valid():
-        form.save()
+        changed = {name: form.cleaned_data.get(name) for name in form.changed_data}
+        with transaction.atomic():
+            form.save()
+            record_model_change(model, changed, request)
         return redirect("model", owner=model.owner.username, name=model.name)
     return render(
         request,

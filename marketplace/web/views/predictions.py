@@ -22,6 +22,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from marketplace import storage
 from marketplace.accounts.models import AnyUser
 from marketplace.catalog import formspec
 from marketplace.deployments.transparency import describe, queue_info, with_queue
@@ -70,7 +71,7 @@ def prediction_page(request: HttpRequest, prediction_id: str) -> HttpResponse:
         "model": model,
         "inputs": shown_input,
         "secret_names": {f.name for f in fields if f.secret},
-        "output_html": render_output(prediction.output, spec),
+        "output_html": render_output(storage.sign_urls(prediction.output), spec),
         "spec_json": spec.as_dict(),
         "state_json": page_state,
         "queue_text": describe(page_state.get("queue")),
@@ -118,7 +119,7 @@ async def prediction_events(request: HttpRequest, prediction_id: str) -> Streami
             for event in batch:
                 after = event.id
                 seen_processing = seen_processing or event.type != events.STATUS
-                yield _sse(event.id, event.type, event.data)
+                yield _sse(event.id, event.type, storage.sign_urls(event.data))
                 if event.type == events.DONE:
                     return
             if not batch:

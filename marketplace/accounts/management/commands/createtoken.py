@@ -3,7 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
+from marketplace import audit
 from marketplace.accounts.models import ApiToken, User
 
 
@@ -19,5 +21,7 @@ class Command(BaseCommand):
             user = User.objects.get(username=username)
         except User.DoesNotExist as exc:
             raise CommandError(f"No user named {username!r}") from exc
-        _, raw_key = ApiToken.create_for(user, name=name)
+        with transaction.atomic():
+            token, raw_key = ApiToken.create_for(user, name=name)
+            audit.record("token.create", account=user.account, target=token, via="createtoken")
         self.stdout.write(raw_key)

@@ -12,6 +12,8 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from marketplace.redisconn import ensure_embedded_redis, stop_embedded_redis
 
+HOUSEKEEPING_SECONDS = 3600
+
 
 class Command(BaseCommand):
     help = "Run web (uvicorn), the host agent and an RQ worker until interrupted (development)."
@@ -58,8 +60,19 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
+        # What production runs from systemd timers (deploy/systemd/): hourly, first after a minute.
+        housekeeping = [[*manage, "purge_files"], [*manage, "remove_expired_data"]]
+        next_housekeeping = time.monotonic() + 60
+        chores: list[subprocess.Popen[bytes]] = []
         try:
             while not stop:
+                chores = [chore for chore in chores if chore.poll() is None]  # reap finished
+                if time.monotonic() >= next_housekeeping:
+                    next_housekeeping += HOUSEKEEPING_SECONDS
+                    chores += [
+                        subprocess.Popen(cmd, env=env, cwd=settings.BASE_DIR)
+                        for cmd in housekeeping
+                    ]
                 for name, process in processes.items():
                     if process.poll() is not None:
                         self.stderr.write(

@@ -1,0 +1,264 @@
+"""Prometheus metrics at ``/metrics``.
+
+Web processes, agents and workers are separate processes that come and go, so nothing about
+predictions is counted in memory: at scrape time :class:`PlatformCollector` reads the database
+(predictions, instances, hosts, webhook attempts — the source of truth, so figures survive
+restarts and agree whichever web process answers) and Redis (queue depths, through
+``workers.queues.queue_length``). Phase histograms are built from stored timestamps:
+queue = ``started_at - created_at``, run = ``completed_at - started_at`` (predictions that
+started and ended), setup = ``ready_at - created_at`` of instances.
+
+HTTP request latency is measured where it happens, by :class:`RequestLatencyMiddleware`, in
+each web process: with several web workers set ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's
+multiprocess mode) so that every process's samples are summed at each scrape.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
+from django.http import Http404, HttpRequest, HttpResponse
+from django.utils.crypto import constant_time_compare
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from marketplace.deployments.models import Host, Instance
+from marketplace.predictions.models import Prediction
+from marketplace.predictions.webhooks import WebhookAttempt
+from workers import queues
+
+# Seconds; queue and setup waits range from milliseconds to cold starts of many minutes.
+PHASE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+_HTTP_REGISTRY = CollectorRegistry()
+REQUEST_LATENCY = Histogram(
+    "marketplace_http_request_duration_seconds",
+    "Time to the response (its headers, for streams), by method, URL pattern and status.",
+    ["method", "route", "status"],
+    buckets=HTTP_BUCKETS,
+    registry=_HTTP_REGISTRY,
+)
+
+
+def _duration(end: str, start: str) -> ExpressionWrapper:
+    return ExpressionWrapper(F(end) - F(start), output_field=DurationField())
+
+
+def _add_phases(
+    family: HistogramMetricFamily, rows: QuerySet[Any], durations: dict[str, ExpressionWrapper]
+) -> None:
+    """Add one histogram per phase, all computed by the database in a single aggregate (one scan
+    of the table). A phase's duration is null where it does not apply (e.g. never ended), and
+    nulls count in no bucket."""
+    annotated = rows.annotate(**{f"{phase}_s": expr for phase, expr in durations.items()})
+    aggregates: dict[str, Any] = {}
+    for phase in durations:
+        aggregates[f"{phase}_n"] = Count(f"{phase}_s")
+        aggregates[f"{phase}_sum"] = Sum(f"{phase}_s")
+        for i, bound in enumerate(PHASE_BUCKETS):
+            within = Q(**{f"{phase}_s__lte": timedelta(seconds=bound)})
+            aggregates[f"{phase}_le_{i}"] = Count("pk", filter=within)
+    result = annotated.aggregate(**aggregates)
+    for phase in durations:
+        buckets = [(str(float(b)), result[f"{phase}_le_{i}"]) for i, b in enumerate(PHASE_BUCKETS)]
+        buckets.append(("+Inf", result[f"{phase}_n"]))
+        total: timedelta | None = result[f"{phase}_sum"]
+        family.add_metric([phase], buckets, total.total_seconds() if total else 0.0)
+
+
+class PlatformCollector(Collector):
+    """Gauges, counters and histograms derived from the database and Redis at scrape time."""
+
+    def collect(self) -> Iterator[Any]:
+        yield from self._predictions()
+        yield from self._instances()
+        yield from self._queues()
+        yield self._webhooks()
+
+    def _predictions(self) -> Iterator[Any]:
+        by_status = dict(
+            Prediction.objects.values_list("status")
+            .annotate(n=Count("pk"))
+            .values_list("status", "n")
+        )
+        created = CounterMetricFamily(
+            "marketplace_predictions_created", "Predictions created (all time)."
+        )
+        created.add_metric([], sum(by_status.values()))
+        yield created
+        completed = CounterMetricFamily(
+            "marketplace_predictions_completed",
+            "Predictions that ended, by final status (all time).",
+            labels=["status"],
+        )
+        active = GaugeMetricFamily(
+            "marketplace_predictions_active",
+            "Predictions queued (starting) or running (processing).",
+            labels=["status"],
+        )
+        for status in Prediction.Status.values:
+            family = completed if status in Prediction.TERMINAL else active
+            family.add_metric([status], by_status.get(status, 0))
+        yield completed
+        yield active
+        phases = HistogramMetricFamily(
+            "marketplace_prediction_phase_seconds",
+            "Time predictions spent per phase: queue (created → started), run (started → "
+            "ended); setup is an instance's boot (created → ready).",
+            labels=["phase"],
+        )
+        _add_phases(
+            phases,
+            Prediction.objects.exclude(started_at=None),
+            {
+                "queue": _duration("started_at", "created_at"),
+                "run": _duration("completed_at", "started_at"),
+            },
+        )
+        _add_phases(
+            phases,
+            Instance.objects.exclude(ready_at=None),
+            {"setup": _duration("ready_at", "created_at")},
+        )
+        yield phases
+
+    def _instances(self) -> Iterator[Any]:
+        counted = Instance.objects.values("state").annotate(n=Count("pk"))
+        states = {row["state"]: row["n"] for row in counted}
+        family = GaugeMetricFamily(
+            "marketplace_instances", "Model server instances by state.", labels=["state"]
+        )
+        for state in Instance.State.values:
+            family.add_metric([state], states.get(state, 0))
+        yield family
+        gpus = GaugeMetricFamily(
+            "marketplace_host_gpus", "GPUs of each host, used or free.", labels=["host", "state"]
+        )
+        held: dict[int, set[str]] = {}
+        for host_id, device_ids in Instance.objects.filter(state__in=Instance.LIVE).values_list(
+            "host_id", "gpu_device_ids"
+        ):
+            held.setdefault(host_id, set()).update(str(d) for d in device_ids or [])
+        for host in Host.objects.filter(down_at=None).order_by("name"):
+            total = set(host.gpu_device_ids)
+            used = len(total & held.get(host.pk, set()))
+            gpus.add_metric([host.name, "used"], used)
+            gpus.add_metric([host.name, "free"], len(total) - used)
+        yield gpus
+
+    def _queues(self) -> Iterator[Any]:
+        """Depth of the queue of every version that has queued predictions or live instances."""
+        versions = set(
+            Prediction.objects.filter(status=Prediction.Status.STARTING)
+            .values_list("version_id", flat=True)
+            .distinct()
+        ) | set(
+            Instance.objects.filter(state__in=Instance.LIVE)
+            .values_list("version_id", flat=True)
+            .distinct()
+        )
+        family = GaugeMetricFamily(
+            "marketplace_queue_depth",
+            "Predictions waiting in a version's queue.",
+            labels=["version"],
+        )
+        for version_id in sorted(versions):
+            family.add_metric([version_id], queues.queue_length(version_id))
+        yield family
+
+    def _webhooks(self) -> CounterMetricFamily:
+        success = Q(response_status__gte=200, response_status__lt=300)
+        counts = WebhookAttempt.objects.aggregate(
+            success=Count("pk", filter=success), failure=Count("pk", filter=~success)
+        )
+        family = CounterMetricFamily(
+            "marketplace_webhook_attempts",
+            "Webhook delivery attempts by outcome (success: a 2xx answer).",
+            labels=["outcome"],
+        )
+        for outcome in ("success", "failure"):
+            family.add_metric([outcome], counts[outcome])
+        return family
+
+
+class _HttpCollector(Collector):
+    """This process's request latencies (single-process mode)."""
+
+    def collect(self) -> Iterator[Any]:
+        yield from _HTTP_REGISTRY.collect()
+
+
+def exposition() -> bytes:
+    registry = CollectorRegistry()
+    registry.register(PlatformCollector())
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)
+    else:
+        registry.register(_HttpCollector())
+    return generate_latest(registry)
+
+
+def _allowed(request: HttpRequest) -> bool:
+    token = settings.METRICS_TOKEN
+    keyword, _, given = request.headers.get("Authorization", "").partition(" ")
+    if token and keyword.lower() == "bearer" and constant_time_compare(given.strip(), token):
+        return True
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net) for net in settings.METRICS_ALLOW_IPS)
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """``GET /metrics``: for a Bearer ``METRICS_TOKEN`` or an address in ``METRICS_ALLOW_IPS``;
+    everyone else (and everyone, when neither is set) gets 404."""
+    if not _allowed(request):
+        raise Http404("Not found")
+    return HttpResponse(exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+class RequestLatencyMiddleware:
+    """Observes every request's latency, labelled by its URL pattern (never the raw path, which
+    would make a label per prediction id)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]):
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if iscoroutinefunction(self):
+            return self._acall(request)
+        started = time.perf_counter()
+        response = self.get_response(request)
+        _observe(request, response, started)
+        return response
+
+    async def _acall(self, request: HttpRequest) -> Any:
+        started = time.perf_counter()
+        response = await self.get_response(request)
+        _observe(request, response, started)
+        return response
+
+
+def _observe(request: HttpRequest, response: HttpResponse, started: float) -> None:
+    match = request.resolver_match
+    route = match.route if match is not None else "unmatched"
+    REQUEST_LATENCY.labels(request.method or "", route, str(response.status_code)).observe(
+        time.perf_counter() - started
+    )

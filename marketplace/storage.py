@@ -1,0 +1,119 @@
+"""Stored files (uploads and outputs) and the signed, expiring URLs they are handed out as.
+
+Files live in Django's default storage: the file system (``MEDIA_ROOT``) or an S3-compatible
+bucket (``STORAGE_BACKEND=s3``, django-storages). The database refers to a stored file by its
+*reference*, ``PUBLIC_URL + MEDIA_URL + name``, which never expires and grants nothing: every
+time a file is handed to a person or a program the reference becomes a signed URL valid for
+``SIGNED_URL_TTL`` seconds — presigned by S3, or (file system, ``S3_PRIVATE_STREAM``) an app URL
+under ``/files/`` carrying ``expires`` and an HMAC ``signature`` that ``serve_file`` checks.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import IO, Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.core import signing
+from django.core.files.storage import default_storage
+from django.utils.crypto import constant_time_compare
+
+# Prefixes of names only signed URLs reach (uploaded inputs and outputs), and of names served to
+# anyone who knows the random path (public cover images shown on model cards).
+SIGNED_PREFIXES = ("outputs/", "uploads/")
+PUBLIC_PREFIXES = ("covers/",)
+_SALT = "marketplace.storage.files"
+
+
+def is_s3() -> bool:
+    return str(settings.STORAGES["default"]["BACKEND"]).endswith("S3Storage")
+
+
+def direct_urls() -> bool:
+    """Whether signed URLs point at the object store itself (presigned S3 GETs)."""
+    return is_s3() and not settings.S3_PRIVATE_STREAM
+
+
+def reference(name: str) -> str:
+    """The stable URL the database keeps for a stored file."""
+    return f"{settings.PUBLIC_URL}{settings.MEDIA_URL}{name}"
+
+
+def name_of(url: str) -> str | None:
+    """The stored name a reference (signed or not) points at, or None for any other string."""
+    prefix = f"{settings.PUBLIC_URL}{settings.MEDIA_URL}"
+    if not url.startswith(prefix):
+        return None
+    name = url[len(prefix) :].split("?", 1)[0]
+    return name if name.startswith(SIGNED_PREFIXES + PUBLIC_PREFIXES) else None
+
+
+def _signature(name: str, expires: int) -> str:
+    return signing.Signer(salt=_SALT).signature(f"{name}\n{expires}")
+
+
+def signed_url(name: str, ttl: int | None = None) -> str:
+    """A URL that reads the stored file for ``ttl`` seconds (default ``SIGNED_URL_TTL``)."""
+    ttl = settings.SIGNED_URL_TTL if ttl is None else ttl
+    if direct_urls():
+        return str(default_storage.url(name, expire=ttl))  # type: ignore[call-arg]
+    expires = int(time.time()) + ttl
+    query = urlencode({"expires": expires, "signature": _signature(name, expires)})
+    return f"{reference(name)}?{query}"
+
+
+def check_signature(name: str, expires: str, signature: str) -> bool | None:
+    """True when valid, False when correctly signed but expired, None when not signed by us."""
+    if not expires.isdigit() or not constant_time_compare(
+        _signature(name, int(expires)), signature
+    ):
+        return None
+    return int(expires) >= time.time()
+
+
+def sign_urls(value: Any, ttl: int | None = None) -> Any:
+    """The value (a prediction's input or output, any JSON) with every reference to a stored
+    upload or output replaced by a signed URL."""
+    if isinstance(value, str):
+        name = name_of(value)
+        return signed_url(name, ttl) if name and name.startswith(SIGNED_PREFIXES) else value
+    if isinstance(value, list):
+        return [sign_urls(v, ttl) for v in value]
+    if isinstance(value, dict):
+        return {k: sign_urls(v, ttl) for k, v in value.items()}
+    return value
+
+
+def names_in(value: Any) -> list[str]:
+    """Stored uploads and outputs a JSON value refers to (what retention deletes)."""
+    if isinstance(value, str):
+        name = name_of(value)
+        return [name] if name and name.startswith(SIGNED_PREFIXES) else []
+    if isinstance(value, list):
+        return [n for v in value for n in names_in(v)]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in names_in(v)]
+    return []
+
+
+def open_stream(name: str) -> IO[bytes]:
+    """A file object reading the stored content in chunks, never whole: S3's streaming body
+    (django-storages' own S3File would download the object first). Raises FileNotFoundError."""
+    if is_s3():
+        from botocore.exceptions import ClientError
+
+        storage: Any = default_storage
+        try:
+            body: IO[bytes] = storage.connection.meta.client.get_object(
+                Bucket=storage.bucket_name, Key=storage._normalize_name(name)
+            )["Body"]
+        except ClientError as exc:
+            raise FileNotFoundError(name) from exc
+        return body
+    return default_storage.open(name, "rb")
+
+
+def delete(name: str) -> None:
+    """Remove a stored file; a missing one is not an error."""
+    default_storage.delete(name)
