@@ -117,6 +117,16 @@ def _deployment_prediction_billed_to_org(world: World, role: str, response: Any)
     assert prediction.created_by == world.users[role]
 
 
+def _audit_is_own(world: World, role: str, response: Any) -> None:
+    events = response.json()["results"]
+    if role == "owner":
+        # Publishing acme/secret's version was recorded for acme.
+        assert ("version.create", "acme") in [(e["action"], e["account"]) for e in events]
+        assert {e["account"] for e in events} == {"acme"}
+    else:
+        assert all(e["account"] == "oscar" for e in events)
+
+
 API_ROWS = [
     Row("account", "get", "/v1/account", (200, 200, 200, 200, 401), check=_account_type),
     Row("model get", "get", "/v1/models/acme/secret", (200, 200, 200, 404, 401)),
@@ -216,6 +226,9 @@ API_ROWS = [
         (200, 200, 200, 200, 401),
         check=_collection_lists_public_only,
     ),
+    # The audit log of the token's account: its owners only (outsiders read their own).
+    Row("audit", "get", "/v1/audit", (200, 404, 404, 200, 401), check=_audit_is_own),
+    Row("audit of acme", "get", "/v1/audit?account=acme", (200, 404, 404, 404, 401)),
     Row("deployments", "get", "/v1/deployments", (200, 200, 200, 200, 401), check=_deployments),
     Row("deployment get", "get", "/v1/deployments/acme/prod", (200, 200, 200, 404, 401)),
     Row(
@@ -410,6 +423,7 @@ PAGE_ROWS = [
         (200, 200, 200, 200, 200),
         check=_shows_secret_to_members,
     ),
+    Row("audit page", "get", "/account/audit?account=acme", (200, 404, 404, 404, 302)),
     Row("deployment page", "get", "/deployments/acme/prod", (200, 200, 200, 404, 302)),
     Row("deployment edit", "get", "/deployments/acme/prod/edit", (200, 200, 404, 404, 302)),
     Row(
