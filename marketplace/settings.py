@@ -6,6 +6,7 @@ Cog runtime. With ``DEBUG`` off the process refuses to start on insecure default
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from pathlib import Path
 
@@ -302,6 +303,15 @@ WEBHOOK_RETRY_DELAYS = [
     int(d) for d in envlist("WEBHOOK_RETRY_DELAYS", "10,30,120,600,1800,3600,7200,14400")
 ]
 WEBHOOK_TIMEOUT = envfloat("WEBHOOK_TIMEOUT", 10.0, minimum=0.1)
+# Outbound requests to addresses callers choose (webhooks, input URLs) refuse loopback, private,
+# link-local and reserved networks; these let some through (self-hosters' own receivers).
+OUTBOUND_ALLOW_CIDRS = envlist("OUTBOUND_ALLOW_CIDRS", "")
+for _cidr in OUTBOUND_ALLOW_CIDRS:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"OUTBOUND_ALLOW_CIDRS: {_cidr!r} is not a network") from _exc
+OUTBOUND_ALLOW_HOSTS = [h.lower().rstrip(".") for h in envlist("OUTBOUND_ALLOW_HOSTS", "")]
 # Seconds between keep-alive comments on an idle /v1/streams connection.
 STREAM_KEEPALIVE_SECONDS = envfloat("STREAM_KEEPALIVE_SECONDS", 15.0, minimum=0.05)
 SPECTACULAR_SETTINGS = {

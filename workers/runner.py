@@ -27,7 +27,7 @@ from rq.job import Job
 
 from marketplace.catalog.schema import REDACTED
 from marketplace.deployments.models import Instance
-from marketplace.predictions import events, uploads
+from marketplace.predictions import events, outbound, uploads
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.secrets import unseal
 from marketplace.predictions.services import (
@@ -317,6 +317,9 @@ class Slot(threading.Thread):
             payload = uploads.resolve_inputs({**prediction.input, **unseal(sealed_secrets)})
         except ValueError as exc:
             prediction_finish(prediction_id, Outcome(Status.FAILED, error=str(exc)))
+            return
+        if refused := outbound.check_dispatch(runner.version.schema, payload):
+            prediction_finish(prediction_id, Outcome(Status.FAILED, error=refused))
             return
         lost = sorted(k for k in runner.version.secret_fields() if payload.get(k) == REDACTED)
         if lost:

@@ -18,7 +18,7 @@ from django.utils import timezone
 from marketplace.accounts.models import Account, ApiToken, User
 from marketplace.catalog import schema
 from marketplace.catalog.models import Model, Version
-from marketplace.predictions import events, webhooks
+from marketplace.predictions import events, outbound, webhooks
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.secrets import seal
 
@@ -64,9 +64,11 @@ def prediction_create(
 ) -> Prediction:
     """Validate the input against the version's schema, store the prediction, queue it on commit.
 
-    Invalid input raises InputValidationError before anything is written or queued.
+    Invalid input raises InputValidationError before anything is written or queued, and so do
+    a webhook or URL inputs pointing at internal addresses (``outbound``).
     """
     normalized, errors = version.validate_input(input)
+    errors += outbound.check(version.schema, normalized, webhook)
     if errors:
         raise InputValidationError(errors)
     secret_values = {k: normalized[k] for k in version.secret_fields() if k in normalized}

@@ -24,6 +24,7 @@ from django.utils import timezone
 from rq import Queue
 from standardwebhooks.webhooks import Webhook
 
+from marketplace import netguard
 from marketplace.redisconn import get_redis
 
 logger = logging.getLogger(__name__)
@@ -199,11 +200,16 @@ def deliver(delivery_id: int) -> WebhookAttempt | None:
     started = time.monotonic()
     try:
         with httpx.Client(follow_redirects=False, timeout=settings.WEBHOOK_TIMEOUT) as client:
-            response = client.post(delivery.url, content=body.encode(), headers=headers)
+            # Resolved and checked now, and sent to the checked address (no DNS rebinding).
+            response = netguard.pinned_request(
+                client, "POST", delivery.url, content=body.encode(), headers=headers
+            )
         attempt.response_status = response.status_code
         attempt.response_body = response.text[:1000]
         if 300 <= response.status_code < 400:
             attempt.error = "Redirects are not followed"
+    except netguard.Refused as exc:
+        attempt.error = f"Refused: {exc}"[:500]
     except httpx.HTTPError as exc:
         attempt.error = (str(exc) or type(exc).__name__)[:500]
     attempt.duration_ms = int((time.monotonic() - started) * 1000)
