@@ -191,6 +191,10 @@ USE_X_FORWARDED_HOST = envbool("USE_X_FORWARDED_HOST", False)
 # --- Predictions and instances -----------------------------------------------------------------
 # Seconds a prediction may run before it is failed (Replicate's default is 30 minutes).
 PREDICTION_TIMEOUT = envint("PREDICTION_TIMEOUT", 1800, minimum=1)
+# The reconciler (predictions/reconcile.py) repairs a prediction only once it has been stuck this
+# long (queued job lost, instance gone, webhook job lost), and agents run it this often.
+PREDICTION_STUCK_SECONDS = envfloat("PREDICTION_STUCK_SECONDS", 120.0, minimum=0.0)
+PREDICTION_RECONCILE_SECONDS = envfloat("PREDICTION_RECONCILE_SECONDS", 60.0, minimum=1.0)
 # Seconds an instance may sit idle before it stops and frees its hardware (scale to zero).
 INSTANCE_IDLE_TIMEOUT = envfloat("INSTANCE_IDLE_TIMEOUT", 300.0, minimum=0.1)
 # Seconds a model's setup() may take before the instance is declared failed.

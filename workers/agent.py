@@ -28,6 +28,7 @@ from rq.job import Job
 from marketplace.catalog.models import Hardware, Version
 from marketplace.deployments import services as deployments
 from marketplace.deployments.models import Host, Instance
+from marketplace.predictions import reconcile
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import Outcome, prediction_finish
 from marketplace.redisconn import as_text, get_redis
@@ -295,6 +296,8 @@ class Agent:
                 if self._beats % 5 == 0:
                     # Any live agent writes off hosts whose agents went silent.
                     deployments.reconcile_down_hosts()
+                # And one agent per period repairs stuck predictions (a Redis lock decides).
+                reconcile.run_periodically()
             except Exception:
                 logger.exception("heartbeat failed")
         connection.close()
