@@ -325,6 +325,10 @@ SPECTACULAR_SETTINGS = {
         "Search models with `QUERY /v1/models` and the search text as a `text/plain` body."
     ),
     "PREPROCESSING_HOOKS": ["marketplace.api.schema.drop_query_method"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "marketplace.api.schema.document_errors",
+    ],
     "ENUM_NAME_OVERRIDES": {"WebhookEvent": "marketplace.predictions.serializers.WEBHOOK_EVENTS"},
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
