@@ -9,6 +9,7 @@ host left behind and fails the predictions that run had in flight.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -22,7 +23,7 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
 from marketplace.catalog.models import Hardware, Version
@@ -231,6 +232,10 @@ class Agent:
                 job = Job.fetch(as_text(item[1]), connection=conn)
             except NoSuchJobError:
                 continue
+            except redis.RedisError:
+                # Lost with Redis: the reconciler asks again for versions that still wait.
+                logger.exception("start request %s could not be read", as_text(item[1]))
+                continue
             token = current_agent.set(self)
             try:
                 close_old_connections()
@@ -239,7 +244,8 @@ class Agent:
                 logger.exception("start request %s failed", job.id)
             finally:
                 current_agent.reset(token)
-                job.delete()
+                with contextlib.suppress(redis.RedisError, InvalidJobOperation):
+                    job.delete()  # its hash may have gone with a Redis restart
 
     def start_instance(self, version_id: str, sku: str) -> None:
         try:

@@ -277,7 +277,15 @@ class Slot(threading.Thread):
                     continue
                 if item is None:
                     continue
-                self._perform(conn, as_text(item[1]))
+                try:
+                    self._perform(conn, as_text(item[1]))
+                except Exception:
+                    # A slot outlives any one job (a Redis restart loses the job's hash under
+                    # it): a dead slot would leave its instance registered and serving nothing.
+                    # The prediction, if it was lost, is the reconciler's.
+                    logger.exception(
+                        "slot %s: job %s failed outside the prediction", self.name, item[1]
+                    )
         finally:
             connection.close()
 
