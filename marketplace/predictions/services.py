@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import redis
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -180,12 +181,20 @@ def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
         billing.settle(prediction)
         update.append("cost")
         prediction.save(update_fields=update)
-        transaction.on_commit(
-            lambda: events.publish_done(prediction_id, outcome.status, outcome.error)
-        )
+        transaction.on_commit(lambda: _announce_done(prediction_id, outcome))
         if prediction.webhook:
             transaction.on_commit(lambda: webhooks.notify(prediction_id, webhooks.COMPLETED))
     return True
+
+
+def _announce_done(prediction_id: str, outcome: Outcome) -> None:
+    """The ``done`` event, after the commit. The database already holds the truth, so a Redis
+    outage here must not turn a finished prediction into an error for whoever finished it (a
+    create whose queueing failed would answer 500); waiters fall back to polling."""
+    try:
+        events.publish_done(prediction_id, outcome.status, outcome.error)
+    except redis.RedisError:
+        logger.warning("could not publish the end of %s", prediction_id, exc_info=True)
 
 
 def prediction_cancel(prediction: Prediction) -> Prediction:
