@@ -188,8 +188,11 @@ async def _catalog_load(base: str, paths: list[tuple[str, str]], c: int, seconds
 
         async def client(index: int) -> None:
             rng = random.Random(index)
+            kinds = sorted({kind for kind, _ in paths})
             while time.monotonic() < stop_at:
-                kind, path = rng.choice(paths)
+                # Each kind of page as often as the others; a random model for model pages.
+                kind = rng.choice(kinds)
+                path = rng.choice([p for k, p in paths if k == kind])
                 started = time.perf_counter()
                 response = await web.get(path)
                 timings[kind].append((time.perf_counter() - started) * 1000)
@@ -258,6 +261,7 @@ def main() -> None:
     from marketplace.redisconn import ensure_embedded_redis
 
     call_command("migrate", verbosity=0)
+    call_command("collectstatic", "--no-input", verbosity=0)  # DEBUG off: hashed static names
     ensure_embedded_redis()
     predict(args) if args.mode == "predict" else catalog(args)
 
