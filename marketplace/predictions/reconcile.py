@@ -181,7 +181,7 @@ def _starting(now: datetime, report: Report) -> None:
 def _processing(now: datetime, report: Report) -> None:
     cutoff = now - grace()
     ended = Prediction.objects.filter(status=Status.PROCESSING).filter(
-        Q(instance__isnull=True)
+        Q(instance__isnull=True, started_at__lt=cutoff)
         | Q(instance__state__in=(Instance.State.STOPPED, Instance.State.FAILED))
         & Q(instance__stopped_at__lt=cutoff)
         | Q(instance__host__down_at__lt=cutoff)
