@@ -189,3 +189,20 @@ def test_lost_and_unrecorded_webhooks_are_delivered_signed(
         )
     finally:
         hook.close()
+
+
+def test_processing_without_an_instance_waits_for_the_grace_period(
+    api: APIClient, user: Any, settings: Any
+) -> None:
+    from marketplace.predictions.services import prediction_claim
+
+    version = publish(user, "hello")
+    pid = create(api, version.pk, {"text": "x"}, wait=None)["id"]
+    assert prediction_claim(pid, None)  # type: ignore[arg-type]
+    settings.PREDICTION_STUCK_SECONDS = 3600
+    assert reconcile.reconcile().failed == []
+    settings.PREDICTION_STUCK_SECONDS = 0
+    assert reconcile.reconcile().failed == [pid]
+    prediction = Prediction.objects.get(pk=pid)
+    assert prediction.status == "failed" and "is gone" in (prediction.error or "")
+    assert UsageEntry.objects.filter(prediction_id=pid).count() == 1
