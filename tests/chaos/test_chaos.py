@@ -3,11 +3,12 @@
 A web server, two RQ workers (with the scheduler) and two agents run against a Redis server of
 this test's own (never the shared one). ``CHAOS_PREDICTIONS`` trivial predictions (1,000 by
 default) are created through the API at ``CHAOS_RATE`` per second on ``demo/hello-concurrent``
-(8 slots), each with a webhook to a receiver that fails every other request. Meanwhile: a worker
-is SIGKILLed and restarted, an agent is SIGKILLed and restarted (same host name), a Cog server is
-SIGKILLed, Redis is killed and restarted empty (queues, start requests, deadline and webhook jobs
-all lost), and the other agent is SIGKILLed and restarted. Dead processes are restarted as a
-supervisor would. Then the reconciler and webhook retries run until the system is quiet.
+(8 slots), each with a webhook to a receiver that fails half its requests (every message's
+first attempt). Meanwhile: a worker is SIGKILLed and restarted, an agent is SIGKILLed and
+restarted (same host name), a Cog server is SIGKILLed, Redis is killed and restarted empty
+(queues, start requests, deadline and webhook jobs all lost), and the other agent is SIGKILLed
+and restarted. Dead processes are restarted as a supervisor would. Then the reconciler and
+webhook retries run until the system is quiet.
 
 Printed and asserted: 0 predictions non-terminal, 0 lost (every 201 exists and ended), 0 billed
 twice (at most one usage entry per prediction, one for each that started, none for the rest),
@@ -94,10 +95,14 @@ def _redis_answers(port: int) -> bool:
 
 
 class FlakyReceiver:
-    """Answers 500 to every other request; keeps every request it got and what it answered."""
+    """Fails half of its requests: the first attempt of every message (webhook-id) gets a 500,
+    the next a 200. (Alternating over all requests instead can starve one message past the
+    retry schedule, which is a receiver no retry policy can serve.) Keeps every request and
+    what it answered."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[dict[str, str], bytes, int]] = []
+        self.attempts: Counter[str] = Counter()
         self.lock = threading.Lock()
         receiver = self
 
@@ -105,7 +110,9 @@ class FlakyReceiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 with receiver.lock:
-                    status = 500 if len(receiver.requests) % 2 == 0 else 200
+                    seen = receiver.attempts[self.headers["webhook-id"]]
+                    receiver.attempts[self.headers["webhook-id"]] += 1
+                    status = 500 if seen % 2 == 0 else 200
                     receiver.requests.append((dict(self.headers.items()), body, status))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
