@@ -225,7 +225,10 @@ def _webhooks(now: datetime, report: Report) -> None:
     lost = WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING).filter(
         Q(next_attempt_at__isnull=True, created_at__lt=cutoff) | Q(next_attempt_at__lt=cutoff)
     )
+    waiting = webhooks.queued_delivery_ids()
     for delivery_id in lost.values_list("pk", flat=True):
+        if delivery_id in waiting:
+            continue  # behind a backlog, not lost: queuing it again would only grow the backlog
         # Pushed forward first, so that the next pass does not queue it a second time.
         WebhookDelivery.objects.filter(pk=delivery_id).update(next_attempt_at=now)
         webhooks._enqueue(delivery_id)

@@ -206,3 +206,19 @@ def test_processing_without_an_instance_waits_for_the_grace_period(
     prediction = Prediction.objects.get(pk=pid)
     assert prediction.status == "failed" and "is gone" in (prediction.error or "")
     assert UsageEntry.objects.filter(prediction_id=pid).count() == 1
+
+
+def test_a_delivery_waiting_behind_a_backlog_is_not_queued_again(api: APIClient, user: Any) -> None:
+    version = publish(user, "hello")
+    pid = create(api, version.pk, {"text": "x"}, wait=None)["id"]
+    Prediction.objects.filter(pk=pid).update(webhook="http://127.0.0.1:9/h")
+    prediction_finish(pid, Outcome("succeeded", output="hello x"))
+    queue_key = "rq:queue:webhooks"
+    assert get_redis().llen(queue_key) == 1
+    # Due long ago but still queued (workers are behind): left alone, however often we pass.
+    for _ in range(3):
+        assert reconcile.reconcile().webhooks_requeued == 0
+    assert get_redis().llen(queue_key) == 1
+    get_redis().delete(queue_key)  # now it is lost
+    assert reconcile.reconcile().webhooks_requeued == 1
+    assert get_redis().llen(queue_key) == 1
