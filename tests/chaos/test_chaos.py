@@ -201,17 +201,19 @@ def test_chaos(
         "API_RATE_LIMIT_CREATE": "1000000",
         "API_RATE_LIMIT": "1000000",
         "INSTANCE_IDLE_TIMEOUT": "600",
-        # PostgreSQL is shared (max_connections): every process keeps a small pool.
+        # PostgreSQL is shared (max_connections): small pools, except that every slot thread of
+        # an agent holds a connection while it lives, so an agent needs one per slot and a few.
         "DATABASE_POOL_MIN": "0",
         "DATABASE_POOL_MAX": "4",
     }
-    web = start_web(**{**env, "DATABASE_POOL_MAX": "10"})
+    agent_env = {**env, "DATABASE_POOL_MAX": "12"}
+    web = start_web(**{**env, "DATABASE_POOL_MAX": "8"})
 
     def new_worker() -> Any:
         return start_worker("--with-scheduler", "default", "webhooks", "billing", **env)
 
     workers = [new_worker() for _ in range(2)]
-    agents = [start_agent(max_instances=2, **env) for _ in range(2)]
+    agents = [start_agent(max_instances=1, **agent_env) for _ in range(2)]
     log: list[str] = []
 
     def note(what: str) -> None:
@@ -219,7 +221,7 @@ def test_chaos(
 
     def restart_agent(index: int) -> None:
         old = agents[index]
-        agents[index] = start_agent(max_instances=2, host_name=old.host_name, **env)
+        agents[index] = start_agent(max_instances=1, host_name=old.host_name, **agent_env)
 
     def supervise() -> None:
         """Restart whatever died, as systemd (Restart=always) would."""
