@@ -10,7 +10,7 @@ export DEBUG ?= 1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test lint format migrations-check seed install clean bench registry
+.PHONY: run test chaos lint format migrations-check seed install clean bench registry
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ seed: $(STAMP)
 
 test: $(STAMP)
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+# Kills workers, agents, a Cog server and (its own) Redis under load; prints the figures.
+# CHAOS_PREDICTIONS (default 1000) and CHAOS_RATE (per second, default 60) size it.
+chaos: $(STAMP)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest -m chaos -s tests/chaos $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

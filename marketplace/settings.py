@@ -6,6 +6,7 @@ Cog runtime. With ``DEBUG`` off the process refuses to start on insecure default
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,10 @@ USE_X_FORWARDED_HOST = envbool("USE_X_FORWARDED_HOST", False)
 # --- Predictions and instances -----------------------------------------------------------------
 # Seconds a prediction may run before it is failed (Replicate's default is 30 minutes).
 PREDICTION_TIMEOUT = envint("PREDICTION_TIMEOUT", 1800, minimum=1)
+# The reconciler (predictions/reconcile.py) repairs a prediction only once it has been stuck this
+# long (queued job lost, instance gone, webhook job lost), and agents run it this often.
+PREDICTION_STUCK_SECONDS = envfloat("PREDICTION_STUCK_SECONDS", 120.0, minimum=0.0)
+PREDICTION_RECONCILE_SECONDS = envfloat("PREDICTION_RECONCILE_SECONDS", 60.0, minimum=1.0)
 # Seconds an instance may sit idle before it stops and frees its hardware (scale to zero).
 INSTANCE_IDLE_TIMEOUT = envfloat("INSTANCE_IDLE_TIMEOUT", 300.0, minimum=0.1)
 # Autoscaling: how often the autoscaler (in every agent; one leads at a time) looks at the queues,
@@ -367,6 +372,15 @@ WEBHOOK_RETRY_DELAYS = [
     int(d) for d in envlist("WEBHOOK_RETRY_DELAYS", "10,30,120,600,1800,3600,7200,14400")
 ]
 WEBHOOK_TIMEOUT = envfloat("WEBHOOK_TIMEOUT", 10.0, minimum=0.1)
+# Outbound requests to addresses callers choose (webhooks, input URLs) refuse loopback, private,
+# link-local and reserved networks; these let some through (self-hosters' own receivers).
+OUTBOUND_ALLOW_CIDRS = envlist("OUTBOUND_ALLOW_CIDRS", "")
+for _cidr in OUTBOUND_ALLOW_CIDRS:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"OUTBOUND_ALLOW_CIDRS: {_cidr!r} is not a network") from _exc
+OUTBOUND_ALLOW_HOSTS = [h.lower().rstrip(".") for h in envlist("OUTBOUND_ALLOW_HOSTS", "")]
 # Seconds between keep-alive comments on an idle /v1/streams connection.
 STREAM_KEEPALIVE_SECONDS = envfloat("STREAM_KEEPALIVE_SECONDS", 15.0, minimum=0.05)
 SPECTACULAR_SETTINGS = {
@@ -376,6 +390,10 @@ SPECTACULAR_SETTINGS = {
         "Search models with `QUERY /v1/models` and the search text as a `text/plain` body."
     ),
     "PREPROCESSING_HOOKS": ["marketplace.api.schema.drop_query_method"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "marketplace.api.schema.document_errors",
+    ],
     "ENUM_NAME_OVERRIDES": {"WebhookEvent": "marketplace.predictions.serializers.WEBHOOK_EVENTS"},
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

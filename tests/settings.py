@@ -13,6 +13,9 @@ os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-for-the-checks")
 os.environ.setdefault("VAR_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test"))
 os.environ.setdefault("AGENT_HEARTBEAT_SECONDS", "0.5")
+# Test receivers (webhooks, file servers) listen on loopback; tests/security proves the refusal
+# with this emptied. Set here so that the web, worker and agent processes tests start inherit it.
+os.environ.setdefault("OUTBOUND_ALLOW_CIDRS", "127.0.0.0/8,::1/128")
 
 from marketplace.settings import *  # noqa: F403
 from marketplace.settings import DATABASES, VAR_DIR

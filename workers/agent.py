@@ -10,6 +10,7 @@ host left behind and fails the predictions that run had in flight. It also runs 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -23,13 +24,14 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
 from marketplace.catalog.models import Hardware, Version
 from marketplace.deployments import services as deployments
 from marketplace.deployments.config import idle_timeout_of
 from marketplace.deployments.models import Deployment, Host, Instance
+from marketplace.predictions import reconcile
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import Outcome, prediction_finish
 from marketplace.redisconn import as_text, get_redis
@@ -236,6 +238,10 @@ class Agent:
                 job = Job.fetch(as_text(item[1]), connection=conn)
             except NoSuchJobError:
                 continue
+            except redis.RedisError:
+                # Lost with Redis: the reconciler asks again for versions that still wait.
+                logger.exception("start request %s could not be read", as_text(item[1]))
+                continue
             token = current_agent.set(self)
             try:
                 close_old_connections()
@@ -244,7 +250,8 @@ class Agent:
                 logger.exception("start request %s failed", job.id)
             finally:
                 current_agent.reset(token)
-                job.delete()
+                with contextlib.suppress(redis.RedisError, InvalidJobOperation):
+                    job.delete()  # its hash may have gone with a Redis restart
 
     def start_instance(self, pool: str, version_id: str, sku: str, request_id: str) -> None:
         if not queues.take_request(pool, request_id):
@@ -282,6 +289,8 @@ class Agent:
             queues.requeue_request(pool, version_id, sku, request_id)
             self.stopping.wait(0.2)
             return
+        # Whoever writes this instance off (a host write-off) can then also end its request.
+        queues.bind_request(pool, instance.pk, request_id)
         runner = InstanceRunner(
             self,
             instance,
@@ -319,6 +328,8 @@ class Agent:
                 if self._beats % 5 == 0:
                     # Any live agent writes off hosts whose agents went silent.
                     deployments.reconcile_down_hosts()
+                # And one agent per period repairs stuck predictions (a Redis lock decides).
+                reconcile.run_periodically()
             except Exception:
                 logger.exception("heartbeat failed")
         connection.close()

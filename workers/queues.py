@@ -391,6 +391,7 @@ def register_instance(
     if request_id:
         pipe.zrem(prefix + "booting", request_id)
         pipe.zrem(prefix + "setup", request_id)
+        pipe.hdel(prefix + "requests", str(instance_id))
     if setup_seconds is not None:
         pipe.lpush(prefix + "setups", f"{setup_seconds:.3f}")
         pipe.ltrim(prefix + "setups", 0, SAMPLES - 1)
@@ -419,15 +420,26 @@ def start_draining(pool: str, instance_id: int) -> None:
     pipe.execute()
 
 
+def bind_request(pool: str, instance_id: int, request_id: str) -> None:
+    """Remember which start request an instance fulfils until it registers, so that writing
+    the instance off (its host died during setup) also ends the request. Otherwise the request
+    would count as "on its way" until it expires, and nothing would start a successor."""
+    get_redis().hset(_prefix(pool) + "requests", str(instance_id), request_id)
+
+
 def instance_gone(pool: str, instance_id: int, request_id: str = "") -> None:
     """Forget an instance that ended (or never started) everywhere in its pool."""
     prefix = _prefix(pool)
-    pipe = get_redis().pipeline(transaction=True)
+    conn = get_redis()
+    if not request_id and instance_id:
+        request_id = as_text(conn.hget(prefix + "requests", str(instance_id)) or b"")
+    pipe = conn.pipeline(transaction=True)
     for key in ("live", "draining"):
         pipe.zrem(prefix + key, str(instance_id))
     if request_id:
         for key in ("pending", "booting", "setup"):
             pipe.zrem(prefix + key, request_id)
+    pipe.hdel(prefix + "requests", str(instance_id))
     pipe.hdel(prefix + "busy", str(instance_id))
     pipe.srem(RETIRE_KEY, str(instance_id))
     pipe.execute()

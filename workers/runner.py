@@ -26,7 +26,7 @@ from django.utils import timezone
 from marketplace.catalog.schema import REDACTED
 from marketplace.deployments.models import Deployment, Instance
 from marketplace.logcontext import prediction_context
-from marketplace.predictions import events, uploads
+from marketplace.predictions import events, outbound, uploads
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.secrets import unseal
 from marketplace.predictions.services import (
@@ -309,8 +309,16 @@ class Slot(threading.Thread):
                     logger.exception("slot %s: queue unavailable", self.name)
                     runner.stopping.wait(1)
                     continue
-                if popped is not None:
+                if popped is None:
+                    continue
+                try:
                     self._perform(popped)
+                except Exception:
+                    # A slot outlives any one prediction: a dead slot would leave its instance
+                    # registered and serving nothing. A prediction lost here is the reconciler's.
+                    logger.exception(
+                        "slot %s: %s failed outside the prediction", self.name, popped.prediction_id
+                    )
         finally:
             connection.close()
 
@@ -355,6 +363,9 @@ class Slot(threading.Thread):
             payload = uploads.resolve_inputs({**prediction.input, **unseal(sealed_secrets)})
         except ValueError as exc:
             prediction_finish(prediction_id, Outcome(Status.FAILED, error=str(exc)))
+            return
+        if refused := outbound.check_dispatch(runner.version.schema, payload):
+            prediction_finish(prediction_id, Outcome(Status.FAILED, error=refused))
             return
         lost = sorted(k for k in runner.version.secret_fields() if payload.get(k) == REDACTED)
         if lost:

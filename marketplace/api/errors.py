@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from django.http import Http404
+from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -85,3 +86,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             fallback.status_code or status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc.detail)
         )
     return fallback
+
+
+@csrf_exempt
+def not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    """Any ``/v1`` path no route matches (including ids with characters no route accepts): a
+    problem document like every other API error, not the site's HTML 404 page."""
+    body = {"title": _TITLES[404], "detail": "The requested resource could not be found."}
+    return JsonResponse({**body, "status": 404}, status=404, content_type=PROBLEM_JSON)

@@ -1,6 +1,7 @@
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
+from marketplace.api.errors import not_found
 from marketplace.audit.views import AuditApi
 from marketplace.catalog import api as catalog
 from marketplace.deployments import api as deployments
@@ -82,4 +83,6 @@ urlpatterns = [
     # Our own API's description (generated) and its docs page.
     path("openapi.json", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs", SpectacularRedocView.as_view(url_name="api-schema"), name="api-docs"),
+    # Last: whatever else is under /v1 answers a problem document.
+    re_path(r"^(?P<path>.*)$", not_found, name="api-not-found"),
 ]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -16,16 +17,21 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.accounts.models import Account, User, signed_in
+from marketplace.accounts.validators import NAMESPACE_RE
 from marketplace.api.errors import Problem
 from marketplace.api.pagination import CursorPage
 from marketplace.audit.models import AuditEvent
 
 PAGE_SIZE = 50
+# Names are looked up case-insensitively, as everywhere.
+_NAME = re.compile(NAMESPACE_RE, re.IGNORECASE)
 
 
 def events_for(user: User, account_name: str | None) -> tuple[Account | None, QuerySet[AuditEvent]]:
     """The account asked for (default: the user's own) and its events, if the user owns it.
     Raises LookupError for an account the user may not see (callers answer 404)."""
+    if account_name and not _NAME.match(account_name):
+        raise LookupError(account_name)  # not a name at all (e.g. a NUL byte PostgreSQL refuses)
     account = (
         Account.objects.filter(username__iexact=account_name).first()
         if account_name

@@ -30,6 +30,7 @@ from marketplace.catalog.serializers import (
     collection_to_api,
     hardware_to_api,
     model_to_api,
+    models_to_api,
     version_to_api,
 )
 from marketplace.catalog.services import record_model_change
@@ -70,8 +71,10 @@ def _page(
 ) -> Response:
     paginator = CursorPage()
     paginator.ordering = ordering
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response([fn(item) for item in page or []])
+    page = paginator.paginate_queryset(queryset, request, view=view) or []
+    # Models are shaped a page at a time (their versions and examples in two queries).
+    items = models_to_api(page) if fn is model_to_api else [fn(item) for item in page]
+    return paginator.get_paginated_response(items)
 
 
 def search_text(request: Request) -> str:
@@ -380,14 +383,14 @@ class SearchApi(APIView):
                 "query": text,
                 "models": [
                     {
-                        "model": model_to_api(m),
+                        "model": shaped,
                         "metadata": {
                             "generated_description": m.description or None,
                             "tags": [],
                             "score": None,
                         },
                     }
-                    for m in models
+                    for m, shaped in zip(models, models_to_api(list(models)), strict=True)
                 ],
                 "collections": [
                     {

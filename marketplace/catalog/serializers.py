@@ -19,13 +19,13 @@ def version_to_api(version: Version) -> dict[str, Any]:
     }
 
 
-def model_to_api(model: Model) -> dict[str, Any]:
-    latest = model.versions.filter(hidden=False).order_by("-created_at").first()
-    example = (
-        Prediction.objects.select_related("model__owner", "version", "hardware", "instance")
-        .filter(model=model, is_example=True)
-        .first()
-    )
+def model_to_api(
+    model: Model, *, related: tuple[dict[int, Version], dict[int, Prediction]] | None = None
+) -> dict[str, Any]:
+    """``related`` is what :func:`models_to_api` loaded for a whole page at once."""
+    latest_by_model, example_by_model = related or _related([model])
+    latest = latest_by_model.get(model.pk)
+    example = example_by_model.get(model.pk)
     return {
         "url": model.url,
         "owner": model.owner.username,
@@ -44,6 +44,30 @@ def model_to_api(model: Model) -> dict[str, Any]:
     }
 
 
+def _related(models: list[Model]) -> tuple[dict[int, Version], dict[int, Prediction]]:
+    """Each model's latest visible version and newest example, in two queries for any number
+    of models (a page of 100 used to cost 200)."""
+    ids = [m.pk for m in models]
+    latest: dict[int, Version] = {}
+    for version in Version.objects.filter(model_id__in=ids, hidden=False).order_by(
+        "model_id", "-created_at"
+    ):
+        latest.setdefault(version.model_id, version)
+    examples: dict[int, Prediction] = {}
+    for prediction in (
+        Prediction.objects.select_related("model__owner", "version", "hardware", "instance")
+        .filter(model_id__in=ids, is_example=True)
+        .order_by("model_id", "-created_at")
+    ):
+        examples.setdefault(prediction.model_id, prediction)
+    return latest, examples
+
+
+def models_to_api(models: list[Model]) -> list[dict[str, Any]]:
+    related = _related(models)
+    return [model_to_api(m, related=related) for m in models]
+
+
 def collection_to_api(collection: Collection, models: list[Model] | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "name": collection.name,
@@ -52,7 +76,7 @@ def collection_to_api(collection: Collection, models: list[Model] | None = None)
     }
     if models is not None:
         data["full_description"] = collection.description or None
-        data["models"] = [model_to_api(m) for m in models]
+        data["models"] = models_to_api(models)
     return data
 
 

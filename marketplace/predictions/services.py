@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import redis
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -19,7 +20,7 @@ from marketplace.accounts.models import Account, ApiToken, User
 from marketplace.catalog import schema
 from marketplace.catalog.models import Model, Version
 from marketplace.deployments.models import Deployment
-from marketplace.predictions import events, webhooks
+from marketplace.predictions import events, outbound, webhooks
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.secrets import seal
 
@@ -66,10 +67,12 @@ def prediction_create(
 ) -> Prediction:
     """Validate the input against the version's schema, store the prediction, queue it on commit.
 
-    Invalid input raises InputValidationError before anything is written or queued. A
-    deployment's prediction runs on the deployment's hardware and queues on its own pool.
+    Invalid input raises InputValidationError before anything is written or queued, and so do
+    a webhook or URL inputs pointing at internal addresses (``outbound``). A deployment's
+    prediction runs on the deployment's hardware and queues on its own pool.
     """
     normalized, errors = version.validate_input(input)
+    errors += outbound.check(version.schema, normalized, webhook)
     if errors:
         raise InputValidationError(errors)
     secret_values = {k: normalized[k] for k in version.secret_fields() if k in normalized}
@@ -207,13 +210,21 @@ def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
         billing.settle(prediction)
         update.append("cost")
         prediction.save(update_fields=update)
-        transaction.on_commit(
-            lambda: events.publish_done(prediction_id, outcome.status, outcome.error)
-        )
+        transaction.on_commit(lambda: _announce_done(prediction_id, outcome))
         if prediction.webhook:
             transaction.on_commit(lambda: webhooks.notify(prediction_id, webhooks.COMPLETED))
     logger.info("ended %s", outcome.status, extra={"prediction_id": prediction_id})
     return True
+
+
+def _announce_done(prediction_id: str, outcome: Outcome) -> None:
+    """The ``done`` event, after the commit. The database already holds the truth, so a Redis
+    outage here must not turn a finished prediction into an error for whoever finished it (a
+    create whose queueing failed would answer 500); waiters fall back to polling."""
+    try:
+        events.publish_done(prediction_id, outcome.status, outcome.error)
+    except redis.RedisError:
+        logger.warning("could not publish the end of %s", prediction_id, exc_info=True)
 
 
 def prediction_cancel(prediction: Prediction) -> Prediction:

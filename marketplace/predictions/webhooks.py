@@ -24,7 +24,7 @@ from django.utils import timezone
 from rq import Queue
 from standardwebhooks.webhooks import Webhook
 
-from marketplace import storage
+from marketplace import netguard, storage
 from marketplace.logcontext import prediction_context
 from marketplace.redisconn import get_redis
 
@@ -123,8 +123,31 @@ def _queue() -> Queue:
     return Queue(QUEUE, connection=get_redis())
 
 
+def job_id(delivery_id: int) -> str:
+    """A fresh job id naming its delivery: the reconciler tells a queued delivery from a lost
+    one by it. (Fresh, because a retry is queued from inside the job it follows, and RQ deletes
+    that job's id when it ends.)"""
+    return f"webhook-{delivery_id}-{secrets.token_hex(4)}"
+
+
+def queued_delivery_ids() -> set[int]:
+    """Deliveries with a job waiting in the queue or scheduled for a retry."""
+    redis = get_redis()
+    waiting = redis.lrange(_queue().key, 0, -1) + redis.zrange(f"rq:scheduled:{QUEUE}", 0, -1)
+    ids = set()
+    for item in waiting:
+        name = item.decode() if isinstance(item, bytes) else str(item)
+        if name.startswith("webhook-") and name.count("-") == 2:
+            ids.add(int(name.split("-")[1]))
+    return ids
+
+
 def _enqueue(delivery_id: int, delay: float = 0) -> None:
-    kwargs: dict[str, Any] = {"job_timeout": int(settings.WEBHOOK_TIMEOUT) + 30, "result_ttl": 0}
+    kwargs: dict[str, Any] = {
+        "job_timeout": int(settings.WEBHOOK_TIMEOUT) + 30,
+        "result_ttl": 0,
+        "job_id": job_id(delivery_id),
+    }
     if delay > 0:
         _queue().enqueue_in(timedelta(seconds=delay), DELIVER, delivery_id, **kwargs)
     else:
@@ -210,11 +233,16 @@ def _attempt(delivery: WebhookDelivery) -> WebhookAttempt:
     started = time.monotonic()
     try:
         with httpx.Client(follow_redirects=False, timeout=settings.WEBHOOK_TIMEOUT) as client:
-            response = client.post(delivery.url, content=body.encode(), headers=headers)
+            # Resolved and checked now, and sent to the checked address (no DNS rebinding).
+            response = netguard.pinned_request(
+                client, "POST", delivery.url, content=body.encode(), headers=headers
+            )
         attempt.response_status = response.status_code
         attempt.response_body = response.text[:1000]
         if 300 <= response.status_code < 400:
             attempt.error = "Redirects are not followed"
+    except netguard.Refused as exc:
+        attempt.error = f"Refused: {exc}"[:500]
     except httpx.HTTPError as exc:
         attempt.error = (str(exc) or type(exc).__name__)[:500]
     attempt.duration_ms = int((time.monotonic() - started) * 1000)

@@ -1,0 +1,270 @@
+#!/usr/bin/env python
+"""Load: predictions per second end to end, and catalog page latency under concurrency.
+
+Starts its own stack (uvicorn web, and for ``predict`` a ``manage.py agent``) on the settings in
+the environment, like bench/overhead.py (``DEBUG`` off, rate limits lifted for the caller).
+
+  predict   ``-n`` predictions of ``examples/hello-concurrent`` (8 slots per instance) created by
+            ``-c`` concurrent asyncio clients without waiting; each client also GETs a recent
+            prediction after every create (the create+get mix). Prints create and get latency,
+            creates/s, end-to-end predictions/s (first created → last completed, from the
+            database), and how many were lost (not succeeded after the run).
+  catalog   ``-c`` concurrent anonymous clients for ``-d`` seconds over the explore page, search,
+            collections, model pages of random public models and ``GET /v1/models``; prints
+            p50/p95/p99 per page. Seed a large catalog first with bench/seed_large.py.
+
+    export REDIS_URL=redis://127.0.0.1:6379/14
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench .venv/bin/python bench/load.py predict
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_large \\
+        .venv/bin/python bench/load.py catalog -d 30 -c 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(40))
+os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
+os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
+os.environ.setdefault("INSTANCE_IDLE_TIMEOUT", "600")
+os.environ.setdefault("API_RATE_LIMIT_CREATE", "100000000")
+os.environ.setdefault("API_RATE_LIMIT", "100000000")
+
+from workers.runtimes.base import free_port  # noqa: E402  (after sys.path is set)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
+
+
+class Stack:
+    """uvicorn (``--web-workers`` processes) and optionally an agent, as subprocesses."""
+
+    def __init__(self, web_workers: int, agent: bool) -> None:
+        from django.conf import settings
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "PUBLIC_URL": self.base}
+        Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
+        log = open(Path(settings.VAR_DIR) / "load.log", "ab")  # noqa: SIM115
+        uvicorn = [sys.executable, "-m", "uvicorn", "marketplace.asgi:application"]
+        uvicorn += ["--port", str(self.port), "--workers", str(web_workers), "--no-access-log"]
+        uvicorn += ["--lifespan", "off", "--log-level", "warning"]
+        self.processes = [subprocess.Popen(uvicorn, cwd=ROOT, env=env, stdout=log, stderr=log)]
+        if agent:
+            argv = [sys.executable, "manage.py", "agent", "--host-name", "bench-load"]
+            self.processes.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=log))
+        for _ in range(200):
+            try:
+                httpx.get(self.base + "/v1/hardware", timeout=2)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def report(title: str, timings: dict[str, list[float]]) -> None:
+    print(title)
+    print(f"{'':28}{'n':>7}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
+    for name, values in timings.items():
+        print(
+            f"{name:28}{len(values):7}{percentile(values, 0.5):10.1f}"
+            f"{percentile(values, 0.95):10.1f}{percentile(values, 0.99):10.1f}"
+        )
+
+
+async def _predict_load(base: str, token: str, version: str, n: int, c: int) -> dict[str, Any]:
+    timings: dict[str, list[float]] = defaultdict(list)
+    ids: list[str] = []
+    errors: dict[str, int] = defaultdict(int)
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=c * 2)
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=limits) as api:
+        remaining = [n]
+
+        async def client(index: int) -> None:
+            rng = random.Random(index)
+            while remaining[0] > 0:
+                remaining[0] -= 1
+                body = {"version": version, "input": {"text": f"c{index}"}}
+                started = time.perf_counter()
+                response = await api.post("/v1/predictions", json=body)
+                timings["POST /v1/predictions"].append((time.perf_counter() - started) * 1000)
+                if response.status_code != 201:
+                    errors[str(response.status_code)] += 1
+                    continue
+                ids.append(response.json()["id"])
+                recent = ids[-min(len(ids), 50) :]
+                started = time.perf_counter()
+                got = await api.get(f"/v1/predictions/{rng.choice(recent)}")
+                timings["GET /v1/predictions/{id}"].append((time.perf_counter() - started) * 1000)
+                if got.status_code != 200:
+                    errors[f"get {got.status_code}"] += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(client(i) for i in range(c)))
+        elapsed = time.monotonic() - started
+    return {"timings": timings, "ids": ids, "errors": dict(errors), "elapsed": elapsed}
+
+
+def predict(args: argparse.Namespace) -> None:
+    from django.db.models import Max, Min
+
+    from marketplace.accounts.models import ApiToken, User
+    from marketplace.catalog.services import version_publish_local
+    from marketplace.predictions.models import Prediction
+
+    user, _ = User.objects.get_or_create(username="bench")
+    _, token = ApiToken.create_for(user, name="bench-load")
+    version, _ = version_publish_local(
+        path=ROOT / "examples" / "hello-concurrent", owner=user.account, name="hello-concurrent"
+    )
+    stack = Stack(args.web_workers, agent=True)
+    try:
+        warm = httpx.post(
+            stack.base + "/v1/predictions",
+            json={"version": version.pk, "input": {"text": "warm"}},
+            headers={"Authorization": f"Bearer {token}", "Prefer": "wait"},
+            timeout=120,
+        )
+        assert warm.json()["status"] == "succeeded", warm.text
+        result = asyncio.run(_predict_load(stack.base, token, version.pk, args.n, args.c))
+        ids = result["ids"]
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            active = Prediction.objects.filter(pk__in=ids, status__in=("starting", "processing"))
+            if not active.exists():
+                break
+            time.sleep(0.5)
+        done = Prediction.objects.filter(pk__in=ids)
+        span = done.aggregate(first=Min("created_at"), last=Max("completed_at"))
+        seconds = (span["last"] - span["first"]).total_seconds()
+        succeeded = done.filter(status="succeeded").count()
+        report(
+            f"predict: {args.n} creates by {args.c} clients, create+get mix, "
+            f"{args.web_workers} web worker(s), examples/hello-concurrent (8 slots)",
+            result["timings"],
+        )
+        print(f"creates/s (API):            {len(ids) / result['elapsed']:8.1f}")
+        print(f"end to end predictions/s:   {succeeded / seconds:8.1f}  ({seconds:.1f} s)")
+        print(f"succeeded {succeeded} of {len(ids)} created; lost {len(ids) - succeeded}; "
+              f"refused {result['errors']}")  # fmt: skip
+    finally:
+        stack.stop()
+
+
+async def _catalog_load(base: str, paths: list[tuple[str, str]], c: int, seconds: float) -> Any:
+    timings: dict[str, list[float]] = defaultdict(list)
+    failures: dict[str, int] = defaultdict(int)
+    async with httpx.AsyncClient(base_url=base, timeout=60) as web:
+        stop_at = time.monotonic() + seconds
+
+        async def client(index: int) -> None:
+            rng = random.Random(index)
+            kinds = sorted({kind for kind, _ in paths})
+            while time.monotonic() < stop_at:
+                # Each kind of page as often as the others; a random model for model pages.
+                kind = rng.choice(kinds)
+                path = rng.choice([p for k, p in paths if k == kind])
+                started = time.perf_counter()
+                response = await web.get(path)
+                timings[kind].append((time.perf_counter() - started) * 1000)
+                if response.status_code != 200:
+                    failures[f"{kind} {response.status_code}"] += 1
+
+        await asyncio.gather(*(client(i) for i in range(c)))
+    return timings, failures
+
+
+def catalog(args: argparse.Namespace) -> None:
+    from marketplace.accounts.models import ApiToken, User
+    from marketplace.catalog.models import Model
+    from marketplace.predictions.models import Prediction
+
+    models = list(
+        Model.objects.filter(visibility="public")
+        .order_by("?")
+        .values_list("owner__username", "name")[:300]
+    )
+    total_models = Model.objects.count()
+    total_predictions = Prediction.objects.count()
+    user, _ = User.objects.get_or_create(username="bench")
+    _, token = ApiToken.create_for(user, name="bench-catalog")
+    stack = Stack(args.web_workers, agent=False)
+    paths = [("explore /", "/"), ("search /search?q=", "/search?q=diffusion")]
+    paths += [("collections", "/collections")]
+    paths += [("model page /<owner>/<name>", f"/{o}/{n}") for o, n in models]
+    paths += [("API tab /<owner>/<name>/api", f"/{o}/{n}/api") for o, n in models[:50]]
+    try:
+        for _, path in paths[:20]:
+            httpx.get(stack.base + path, timeout=60)  # warm the processes
+        timings, failures = asyncio.run(_catalog_load(stack.base, paths, args.c, args.d))
+        with httpx.Client(base_url=stack.base, headers={"Authorization": f"Bearer {token}"}) as api:
+            for _ in range(100):
+                started = time.perf_counter()
+                api.get("/v1/models")
+                timings["GET /v1/models (serial)"].append((time.perf_counter() - started) * 1000)
+        report(
+            f"catalog: {args.c} clients for {args.d:g} s, {args.web_workers} web worker(s), "
+            f"{total_models} models, {total_predictions} predictions",
+            timings,
+        )
+        if failures:
+            print(f"non-200 answers: {dict(failures)}")
+    finally:
+        stack.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("mode", choices=["predict", "catalog"])
+    parser.add_argument("-n", type=int, default=2000, help="predictions (predict)")
+    parser.add_argument("-c", type=int, default=16, help="concurrent clients")
+    parser.add_argument("-d", type=float, default=30, help="seconds (catalog)")
+    parser.add_argument("--web-workers", type=int, default=1)
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from marketplace.redisconn import ensure_embedded_redis
+
+    call_command("migrate", verbosity=0)
+    call_command("collectstatic", "--no-input", verbosity=0)  # DEBUG off: hashed static names
+    ensure_embedded_redis()
+    predict(args) if args.mode == "predict" else catalog(args)
+
+
+if __name__ == "__main__":
+    main()
