@@ -341,6 +341,9 @@ class Slot(threading.Thread):
             self.runner.end()
             ran = time.monotonic() - began if self.claimed else None
             queues.finished_one(self.runner.pool, self.runner.instance.pk, ran)
+            # Hand the database connection back to the pool between predictions: an idle slot
+            # holding one would make an agent need a connection per slot of every instance.
+            connection.close()
 
     # --- one prediction ----------------------------------------------------------------------
     def execute(self, prediction_id: str, sealed_secrets: str | None) -> None:

@@ -4,8 +4,8 @@ Every ``/v1`` operation of the OpenAPI document (and every ``/v1`` route, docume
 every page of the site is requested as the owner, an outsider and an anonymous caller, with the
 owner's private model, prediction, webhook delivery, file and token in the URL. Outsiders get 404
 for private things and change nothing; anonymous API callers get 401; and no response to an
-outsider or anonymous caller contains any of the owner's private identifiers. Teammate rows
-(organisations) are added when memberships answer ``is_member``/``can_write``.
+outsider or anonymous caller contains any of the owner's private identifiers. The rows for an
+organisation's members by role (owner, member, read-only) are in tests/orgs/test_matrix.py.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
-from marketplace.accounts.models import ApiToken
+from marketplace.accounts.models import Account, ApiToken, Invitation, Membership
 from marketplace.catalog.models import Collection, Model
+from marketplace.deployments.models import Deployment
 from marketplace.predictions import webhooks
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import prediction_create
@@ -63,6 +64,20 @@ def world(user: Any, outsider: Any, client: Client) -> World:
     model = version.model
     # A public collection that lists the private model must not show it to others.
     Collection.objects.create(slug="picks", name="Picks").members.add(model)
+    # A deployment of it, under the model's name (so {owner}/{name} reaches both).
+    Deployment.objects.create(
+        owner=user.account,
+        name=model.name,
+        model=model,
+        version=version,
+        hardware=model.default_hardware,
+    )
+    # An organisation she owns, with an invitation to someone else.
+    org = Account.objects.create(username="hush-org", type=Account.Type.ORGANIZATION)
+    Membership.objects.create(account=org, user=user, role=Membership.Role.OWNER)
+    invitation = Invitation.objects.create(
+        account=org, user=UserFactory(username="carol9"), invited_by=user
+    )
     prediction = prediction_create(
         version=version,
         input={"text": "private words"},
@@ -94,6 +109,9 @@ def world(user: Any, outsider: Any, client: Client) -> World:
         "file_id": upload["id"],
         "slug": "picks",
         "token_id": str(token.pk),
+        "org": org.username,
+        "invitation_id": str(invitation.pk),
+        "answer": "accept",
     }
     secrets = [
         model.name,
@@ -157,6 +175,8 @@ OWN_SCOPE = {
     "/v1/search",
     "/v1/webhooks/default/secret",
     "/v1/collections/{slug}",
+    "/v1/audit",
+    "/v1/deployments",
 }
 # Query strings that make an operation look at the owner's things.
 QUERIES = {
@@ -261,6 +281,13 @@ OWN_PAGES = {
     "/billing/caps",
     "/{username}",
     "/ops/hosts/",
+    "/account/audit",
+    "/account/organizations",
+    "/account/invitations",
+    # A signed claim link: the signature is the permission (tests/orgs).
+    "/account/invitations/claim/{token}",
+    "/deployments",
+    "/deployments/new",
 }
 
 
@@ -324,12 +351,3 @@ def test_csrf_is_enforced_on_every_post_of_the_site(world: World, user: Any) -> 
         content_type="application/json",
     )
     assert api_with_cookie.status_code == 401
-
-
-def test_teammate_rows_wait_for_organisations(db: None) -> None:
-    """Personal accounts have no teammates yet: is_member/can_write answer for the owner only.
-    This pins that, so the matrix above is extended when memberships land."""
-    alice: Any = UserFactory(username="alice2")
-    bob: Any = UserFactory(username="bob2")
-    assert alice.account.is_member(alice) and not alice.account.is_member(bob)
-    assert alice.account.can_write(alice) and not alice.account.can_write(bob)
