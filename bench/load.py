@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import os
 import random
-import secrets
 import signal
 import subprocess
 import sys
@@ -35,24 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _env import ROOT, percentile, prepare
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
-os.environ.setdefault("DEBUG", "0")
-os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(40))
-os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
-os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
-os.environ.setdefault("INSTANCE_IDLE_TIMEOUT", "600")
-os.environ.setdefault("API_RATE_LIMIT_CREATE", "100000000")
-os.environ.setdefault("API_RATE_LIMIT", "100000000")
+prepare(INSTANCE_IDLE_TIMEOUT="600")
 
 from workers.runtimes.base import free_port  # noqa: E402  (after sys.path is set)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
 class Stack:

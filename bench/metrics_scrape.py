@@ -14,22 +14,14 @@ exposition R times and prints p50/max. Usage:
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import secrets
 import statistics
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
-os.environ.setdefault("DEBUG", "0")
-os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(40))
-os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
-os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
+from _env import ROOT, prepare
+
+prepare()
 
 
 def main() -> None:

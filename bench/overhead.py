@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import signal
 import statistics
 import subprocess
@@ -29,26 +28,11 @@ import time
 from pathlib import Path
 
 import httpx
+from _env import ROOT, percentile, prepare
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
-# Production-like settings: DEBUG off (no query logging), so real secrets are required.
-os.environ.setdefault("DEBUG", "0")
-os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(40))
-os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
-os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
-os.environ.setdefault("INSTANCE_IDLE_TIMEOUT", "600")
-# Hundreds of creates a minute from one caller: lift the rate limits (a policy, not overhead).
-os.environ.setdefault("API_RATE_LIMIT_CREATE", "1000000")
-os.environ.setdefault("API_RATE_LIMIT", "1000000")
+prepare(INSTANCE_IDLE_TIMEOUT="600")
 
 from workers.runtimes.base import free_port  # noqa: E402  (after sys.path is set)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:

@@ -31,23 +31,11 @@ import time
 from pathlib import Path
 
 import httpx
+from _env import ROOT, percentile, prepare
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
-os.environ.setdefault("DEBUG", "0")
-os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(40))
-os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
-os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
-os.environ.setdefault("API_RATE_LIMIT_CREATE", "1000000")
-os.environ.setdefault("API_RATE_LIMIT", "1000000")
+prepare()
 
 from workers.runtimes.base import free_port  # noqa: E402  (after sys.path is set)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
