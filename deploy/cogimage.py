@@ -158,7 +158,7 @@ def cog_labels(model_dir: Path, schema: dict) -> dict[str, str]:
 def build_model_image(client: Any, model_dir: Path | str, tag: str, *, labels: bool = True) -> str:
     """Build ``tag`` from a Cog model directory on top of the base image; return the image id."""
     sys.path.insert(0, str(ROOT))
-    from workers.cogschema import ensure_schema, predictor_ref, read_cog_config
+    from marketplace.catalog.cogschema import ensure_schema, predictor_ref, read_cog_config
 
     model_dir = Path(model_dir).resolve()
     schema = ensure_schema(model_dir)

@@ -3,8 +3,8 @@
 Web processes, agents and workers are separate processes that come and go, so nothing about
 predictions is counted in memory: at scrape time :class:`PlatformCollector` reads the database
 (predictions, instances, hosts, webhook attempts — the source of truth, so figures survive
-restarts and agree whichever web process answers) and Redis (queue depths, through
-``workers.queues.queue_length``). Phase histograms are built from stored timestamps:
+restarts and agree whichever web process answers) and Redis (queue depths of every pool,
+``marketplace.scheduling.pools``). Phase histograms are built from stored timestamps:
 queue = ``started_at - created_at``, run = ``completed_at - started_at`` (predictions that
 started and ended), setup = ``ready_at - created_at`` of instances.
 
@@ -32,10 +32,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from marketplace.deployments.models import Host, Instance
+from marketplace.deployments.models import Deployment, Host, Instance
 from marketplace.predictions.models import Prediction
+from marketplace.predictions.policy import StopCause
 from marketplace.predictions.webhooks import WebhookAttempt
-from workers import queues
+from marketplace.scheduling import pools
 
 # Seconds; queue and setup waits range from milliseconds to cold starts of many minutes.
 PHASE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -142,6 +143,22 @@ class PlatformCollector(Collector):
         for state in Instance.State.values:
             family.add_metric([state], states.get(state, 0))
         yield family
+        stops = dict(
+            Instance.objects.exclude(stop_cause="")
+            .values_list("stop_cause")
+            .annotate(n=Count("pk"))
+            .values_list("stop_cause", "n")
+        )
+        stopped = CounterMetricFamily(
+            "marketplace_instance_stops",
+            "Instances that stopped, by cause (evicted: made room for another model on a full "
+            "host; idle, retired, recycled, crashed, setup_failed, setup_interrupted, "
+            "agent_stopped, agent_restarted, host_down).",
+            labels=["cause"],
+        )
+        for cause in StopCause.values:
+            stopped.add_metric([cause], stops.get(cause, 0))
+        yield stopped
         gpus = GaugeMetricFamily(
             "marketplace_host_gpus", "GPUs of each host, used or free.", labels=["host", "state"]
         )
@@ -158,23 +175,33 @@ class PlatformCollector(Collector):
         yield gpus
 
     def _queues(self) -> Iterator[Any]:
-        """Depth of the queue of every version that has queued predictions or live instances."""
+        """Depth of every pool's queue: versions' shared pools and deployments' own."""
         versions = set(
-            Prediction.objects.filter(status=Prediction.Status.STARTING)
+            Prediction.objects.filter(status=Prediction.Status.STARTING, deployment__isnull=True)
             .values_list("version_id", flat=True)
             .distinct()
         ) | set(
-            Instance.objects.filter(state__in=Instance.LIVE)
+            Instance.objects.filter(state__in=Instance.LIVE, deployment__isnull=True)
             .values_list("version_id", flat=True)
             .distinct()
         )
+        deployments = {
+            d.pk: d for d in Deployment.objects.select_related("owner").only("owner", "name")
+        }
+        names = [pools.version_pool(v) for v in sorted(versions)]
+        names += [pools.deployment_pool(pk) for pk in sorted(deployments)]
+        depths = pools.lengths(names)
         family = GaugeMetricFamily(
             "marketplace_queue_depth",
-            "Predictions waiting in a version's queue.",
-            labels=["version"],
+            "Predictions waiting in a pool's queue: a version's shared instances (version), or "
+            "a deployment's own (deployment, as owner/name).",
+            labels=["version", "deployment"],
         )
         for version_id in sorted(versions):
-            family.add_metric([version_id], queues.queue_length(version_id))
+            family.add_metric([version_id, ""], depths[pools.version_pool(version_id)])
+        for pk, deployment in sorted(deployments.items()):
+            label = f"{deployment.owner.username}/{deployment.name}"
+            family.add_metric(["", label], depths[pools.deployment_pool(pk)])
         yield family
 
     def _webhooks(self) -> CounterMetricFamily:

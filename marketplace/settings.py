@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "marketplace.registry",
     "marketplace.billing",
     "marketplace.audit",
+    # The processes on top of the domain: `manage.py agent` lives there.
+    "workers",
 ]
 
 MIDDLEWARE = [
@@ -229,6 +231,10 @@ PREDICTION_STUCK_SECONDS = envfloat("PREDICTION_STUCK_SECONDS", 120.0, minimum=0
 PREDICTION_RECONCILE_SECONDS = envfloat("PREDICTION_RECONCILE_SECONDS", 60.0, minimum=1.0)
 # Seconds an instance may sit idle before it stops and frees its hardware (scale to zero).
 INSTANCE_IDLE_TIMEOUT = envfloat("INSTANCE_IDLE_TIMEOUT", 300.0, minimum=0.1)
+# Model swapping: a full host evicts an idle instance of another model for a waiting one, but
+# never one that has been ready for less than this many seconds (two models contending for one
+# GPU then take turns of at least this long instead of thrashing).
+INSTANCE_MIN_RESIDENCY = envfloat("INSTANCE_MIN_RESIDENCY", 30.0, minimum=0.0)
 # Autoscaling: how often the autoscaler (in every agent; one leads at a time) looks at the queues,
 # the most instances one version's shared pool may have, and the most a deployment may ask for.
 AUTOSCALER_INTERVAL = envfloat("AUTOSCALER_INTERVAL", 0.25, minimum=0.05)

@@ -46,7 +46,8 @@ class PredictionOut(s.Serializer):
     queue = JSON(
         required=False,
         help_text="Ours, while active: position (1-based, null once taken), estimated_start_at "
-        "(null until the pool has run times), phase (queued, starting_instance, setup, running)",
+        "(null until the pool has run times), phase (queued, starting_instance, "
+        "waiting_for_capacity, setup, running)",
     )
 
 

@@ -12,8 +12,8 @@ from django.db import transaction
 
 from marketplace import audit
 from marketplace.accounts.models import Account
+from marketplace.catalog.cogschema import CogProjectError, ensure_schema, read_cog_config
 from marketplace.catalog.models import Hardware, Model, Version
-from workers.cogschema import CogProjectError, ensure_schema, read_cog_config
 
 _SKIPPED_DIRS = {".cog", "__pycache__", ".git", ".venv", "node_modules"}
 

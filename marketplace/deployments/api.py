@@ -32,7 +32,7 @@ from marketplace.deployments import config
 from marketplace.deployments.models import Deployment
 from marketplace.predictions.api import _create, _create_and_wait, parse_prefer_wait
 from marketplace.predictions.serializers import ModelPredictionCreateInput
-from workers import queues
+from marketplace.scheduling import pools
 
 NOT_FOUND = "The requested resource could not be found."
 
@@ -204,7 +204,7 @@ class DeploymentPrewarmApi(APIView):
         deployment = _deployment(request, owner, name, write=True)
         wanted = _instances_wanted(request, max(1, deployment.min_instances))
         result = config.prewarm(
-            pool=queues.deployment_pool(deployment.pk),
+            pool=pools.deployment_pool(deployment.pk),
             version=deployment.version,
             sku=deployment.hardware.sku,
             wanted=wanted,
@@ -238,7 +238,7 @@ class ModelPrewarmApi(APIView):
             raise Problem(422, "This model has no version to run yet", "Model has no versions")
         wanted = _instances_wanted(request, 1)
         result = config.prewarm(
-            pool=queues.version_pool(version.pk),
+            pool=pools.version_pool(version.pk),
             version=version,
             sku=model.default_hardware.sku,
             wanted=wanted,

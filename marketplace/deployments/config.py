@@ -221,9 +221,9 @@ def deployment_update(*, user: User, deployment: Deployment, data: dict[str, Any
 def deployment_delete(*, user: User, deployment: Deployment) -> None:
     """Delete: its queued predictions end canceled (never started, never billed) and its
     instances are retired (they finish what they run)."""
-    from workers import queues
+    from marketplace.scheduling import instances, pools
 
-    pool = queues.deployment_pool(deployment.pk)
+    pool = pools.deployment_pool(deployment.pk)
     instance_ids = list(
         Instance.objects.filter(deployment=deployment, state__in=Instance.LIVE).values_list(
             "pk", flat=True
@@ -232,20 +232,20 @@ def deployment_delete(*, user: User, deployment: Deployment) -> None:
     with transaction.atomic():
         audit.record("deployment.delete", actor=user, account=deployment.owner, target=deployment)
         deployment.delete()
-    queues.retire(instance_ids)
-    for prediction_id in queues.drain_pool(pool):
+    instances.retire(instance_ids)
+    for prediction_id in pools.drain(pool):
         prediction_finish(prediction_id, Outcome(Prediction.Status.CANCELED))
 
 
 def prewarm(*, pool: str, version: Version, sku: str, wanted: int, ceiling: int) -> dict[str, int]:
     """Start instances ahead of traffic so that ``wanted`` (at most ``ceiling``) are live or on
     their way. They stay while busy and stop after their idle timeout like any other."""
-    from workers import queues
+    from marketplace.scheduling import instances, starts
 
     wanted = min(wanted, ceiling)
-    state = queues.pool_states([pool])[pool]
+    state = instances.states([pool])[pool]
     have = len(state.live) + state.starting
-    started = queues.request_instances(pool, version.pk, sku, wanted - have) if wanted > have else 0
+    started = starts.request(pool, version.pk, sku, wanted - have) if wanted > have else 0
     return {"requested": started, "instances": have + started}
 
 

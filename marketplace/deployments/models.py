@@ -129,6 +129,12 @@ class Instance(models.Model):
     stopped_at = models.DateTimeField(null=True, blank=True)
     setup_logs = models.TextField(blank=True)
     stop_reason = models.CharField(max_length=500, blank=True)
+    # Why it stopped, as one of predictions.policy.StopCause (for /metrics and the hosts page).
+    stop_cause = models.CharField(max_length=32, blank=True)
+    # The instance that took its place when it was evicted for another model.
+    replaced_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaced"
+    )
 
     class Meta:
         indexes = [

@@ -19,8 +19,10 @@ from django.utils import timezone
 
 from marketplace.catalog.models import Hardware, Version
 from marketplace.deployments.models import Deployment, Host, Instance
+from marketplace.predictions import policy
 from marketplace.predictions.models import Prediction
-from marketplace.predictions.services import Outcome, prediction_finish
+from marketplace.predictions.policy import Outcome, StopCause
+from marketplace.predictions.services import prediction_finish
 
 logger = logging.getLogger(__name__)
 
@@ -71,22 +73,49 @@ def heartbeat_grace() -> timedelta:
     return timedelta(seconds=max(10.0, settings.AGENT_HEARTBEAT_SECONDS * 5))
 
 
+def instance_write_off(
+    instance: Instance, *, cause: str, reason: str, outcome: Outcome
+) -> list[str]:
+    """An instance is gone without its supervisor ending it (its host went silent, its agent
+    restarted): record that it ended and why, end the predictions it was running with
+    ``outcome`` (they had started; what is still queued stays queued), forget it in its pool,
+    and ask for a successor when its pool still has work. Returns the predictions it ended."""
+    from marketplace.scheduling import instances, pools, starts
+
+    Instance.objects.filter(pk=instance.pk, state__in=Instance.LIVE).update(
+        state=Instance.State.FAILED,
+        stopped_at=timezone.now(),
+        stop_reason=reason[:500],
+        stop_cause=cause,
+    )
+    ended = [
+        prediction_id
+        for prediction_id in Prediction.objects.filter(
+            instance=instance, status=Prediction.Status.PROCESSING
+        ).values_list("pk", flat=True)
+        if prediction_finish(prediction_id, outcome)
+    ]
+    pool = pools.pool_of(version_id=instance.version_id, deployment_id=instance.deployment_id)
+    instances.gone(pool, instance.pk)
+    if pools.length(pool) > 0:
+        # Queued work stays queued; ask for a successor now rather than at the next tick.
+        starts.ensure(pool, instance.version_id, instance.hardware.sku)
+    return ended
+
+
 @dataclass
 class DownHost:
     host: Host
     failed: list[str]
-    requeued_versions: list[str]
 
 
 def reconcile_down_hosts() -> list[DownHost]:
-    """Mark hosts whose agent stopped heartbeating as down and clean up after them.
+    """Mark hosts whose agent stopped heartbeating as down and write off their instances.
 
     Predictions that were running there end ``failed`` with the reason; queued predictions of the
-    versions those instances served stay queued and get a new start request, so another host
-    picks them up. Safe to run from several places at once (each host is taken under its lock).
+    pools those instances served stay queued and get a new start request, so another host picks
+    them up. Safe to run from several places at once (each host is taken under its lock).
     """
-    from workers import queues
-
     cutoff = timezone.now() - heartbeat_grace()
     results = []
     for host_id in Host.objects.filter(
@@ -102,45 +131,24 @@ def reconcile_down_hosts() -> list[DownHost]:
                 continue
             host.down_at = timezone.now()
             host.save(update_fields=["down_at"])
-            instances = list(
-                Instance.objects.filter(host=host, state__in=Instance.LIVE).select_related(
-                    "hardware"
-                )
-            )
-            Instance.objects.filter(pk__in=[i.pk for i in instances]).update(
-                state=Instance.State.FAILED,
-                stopped_at=timezone.now(),
-                stop_reason="host down: its agent stopped heartbeating",
-            )
         last_seen = host.last_heartbeat_at.isoformat() if host.last_heartbeat_at else "never"
-        error = (
-            f"The host {host.name} running this prediction stopped responding "
-            f"(last heartbeat {last_seen}); the prediction was lost. Create it again."
+        outcome = policy.host_down(host.name, last_seen)
+        live = list(
+            Instance.objects.filter(host=host, state__in=Instance.LIVE).select_related("hardware")
         )
         failed = []
-        for prediction_id in Prediction.objects.filter(
-            instance__in=instances, status=Prediction.Status.PROCESSING
-        ).values_list("pk", flat=True):
-            if prediction_finish(prediction_id, Outcome(Prediction.Status.FAILED, error=error)):
-                failed.append(prediction_id)
-        requeued = []
-        pools = set()
-        for instance in instances:
-            pool = queues.pool_of(
-                version_id=instance.version_id, deployment_id=instance.deployment_id
+        for instance in live:
+            failed += instance_write_off(
+                instance,
+                cause=StopCause.HOST_DOWN,
+                reason="host down: its agent stopped heartbeating",
+                outcome=outcome,
             )
-            queues.instance_gone(pool, instance.pk)
-            pools.add((pool, instance.version_id, instance.hardware.sku))
-        for pool, version_id, sku in pools:
-            # Queued work stays queued; ask for a successor now rather than at the next tick.
-            if queues.pool_length(pool) > 0:
-                queues.ensure_instance(pool, version_id, sku)
-                requeued.append(version_id)
         logger.warning(
             "host %s is down: %d instance(s) written off, %d prediction(s) failed",
             host.name,
-            len(instances),
+            len(live),
             len(failed),
         )
-        results.append(DownHost(host, failed, requeued))
+        results.append(DownHost(host, failed))
     return results

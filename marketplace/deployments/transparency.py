@@ -6,6 +6,9 @@ page): ``position`` (1-based, in serving order: accounts take turns), ``estimate
 
 - ``queued``: instances serve the pool, all slots are busy (or it is next);
 - ``starting_instance``: no instance serves it yet, one was asked for or is booting;
+- ``waiting_for_capacity``: an instance was asked for, but no host that has its hardware has
+  room: each is full of instances it may not evict (busy ones, ones a deployment keeps, ones too
+  recently started), or none is attached; it starts as soon as one has room;
 - ``setup``: an instance's Cog server is up and running the model's ``setup()``;
 - ``running``: it was claimed (status ``processing``).
 
@@ -24,10 +27,11 @@ from django.utils import timezone
 from marketplace.catalog.models import Model
 from marketplace.deployments.models import Instance
 from marketplace.predictions.models import Prediction, _iso
-from workers import queues
+from marketplace.scheduling import instances, placement, pools
 
 QUEUED = "queued"
 STARTING_INSTANCE = "starting_instance"
+WAITING_FOR_CAPACITY = "waiting_for_capacity"
 SETUP = "setup"
 RUNNING = "running"
 # Samples read for a model page's percentiles (the most recent ones of the last day).
@@ -40,9 +44,9 @@ def queue_info(prediction: Prediction) -> dict[str, Any] | None:
         return {"position": None, "estimated_start_at": None, "phase": RUNNING}
     if prediction.status != Prediction.Status.STARTING:
         return None
-    pool = queues.pool_of(version_id=prediction.version_id, deployment_id=prediction.deployment_id)
-    position = queues.queue_position(pool, prediction.pk)
-    state = queues.pool_states([pool])[pool]
+    pool = pools.pool_of(version_id=prediction.version_id, deployment_id=prediction.deployment_id)
+    position = pools.position(pool, prediction.pk)
+    state = instances.states([pool])[pool]
     slots = max(1, prediction.version.concurrency)
     run = statistics.median(state.runs) if state.runs else None
     setup = statistics.median(state.setups) if state.setups else None
@@ -61,6 +65,10 @@ def queue_info(prediction: Prediction) -> dict[str, Any] | None:
         phase = SETUP if state.setup else STARTING_INSTANCE if state.starting else QUEUED
         capacity = max(1, state.starting) * slots
         wait = None if setup is None or run is None else setup + (ahead // capacity) * run
+        # Asked for and not taken yet: can any host take it?
+        waiting = phase == STARTING_INSTANCE and not (state.booting or state.setup)
+        if waiting and placement.room_for(prediction.hardware.sku) <= 0:
+            phase, wait = WAITING_FOR_CAPACITY, None
     estimate = None if wait is None else _iso(timezone.now() + timedelta(seconds=wait))
     return {"position": position, "estimated_start_at": estimate, "phase": phase}
 
@@ -68,6 +76,7 @@ def queue_info(prediction: Prediction) -> dict[str, Any] | None:
 PHASE_LABELS = {
     QUEUED: "waiting for a free slot",
     STARTING_INSTANCE: "starting an instance",
+    WAITING_FOR_CAPACITY: "waiting for a host with room (the hosts for its hardware are full)",
     SETUP: "the model is setting up",
     RUNNING: "running",
 }

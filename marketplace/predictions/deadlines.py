@@ -2,7 +2,8 @@
 
 A job scheduled for the deadline (on the ``default`` queue; workers run with the RQ scheduler)
 covers predictions no instance ever picks up; runners check the deadline again when they pop the
-job, and cancel a running prediction when it passes (``workers/runner.py``).
+job, and cancel a running prediction when it passes (``workers/protocol.py``). Either way the
+outcome is ``policy.deadline_passed``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 from rq import Queue
 
 from marketplace.logcontext import prediction_context
+from marketplace.predictions import policy
 from marketplace.predictions.models import Prediction
-from marketplace.predictions.services import Outcome, prediction_finish
+from marketplace.predictions.services import prediction_finish
 from marketplace.redisconn import get_redis
 
 EXPIRE = "workers.jobs.predictions.expire_prediction"
@@ -27,7 +29,7 @@ def schedule(prediction: Prediction) -> None:
 
 def expire(prediction_id: str) -> bool:
     """End the prediction as canceled if it has not started. True if it did."""
-    from workers import queues
+    from marketplace.scheduling import pools
 
     with prediction_context(prediction_id):
         prediction = (
@@ -37,9 +39,9 @@ def expire(prediction_id: str) -> bool:
         )
         if prediction is None or prediction.status != Prediction.Status.STARTING:
             return False
-        pool = queues.pool_of(
+        pool = pools.pool_of(
             version_id=prediction.version_id, deployment_id=prediction.deployment_id
         )
-        queues.remove_queued_prediction(pool, prediction_id)
+        pools.remove(pool, prediction_id)
         # Loses to a runner that claimed it meanwhile; the runner then cancels it at the deadline.
-        return prediction_finish(prediction_id, Outcome(Prediction.Status.CANCELED))
+        return prediction_finish(prediction_id, policy.deadline_passed())

@@ -35,10 +35,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from marketplace.deployments.models import Instance
-from marketplace.predictions import events, webhooks
+from marketplace.predictions import events, policy, webhooks
 from marketplace.predictions.deadlines import expire
 from marketplace.predictions.models import Prediction
-from marketplace.predictions.services import Outcome, prediction_finish
+from marketplace.predictions.services import prediction_finish
 from marketplace.predictions.webhooks import WebhookDelivery
 from marketplace.redisconn import get_redis
 
@@ -112,7 +112,7 @@ def run_periodically() -> Report | None:
 
 # --- starting --------------------------------------------------------------------------------
 def _starting(now: datetime, report: Report) -> None:
-    from workers import queues
+    from marketplace.scheduling import pools, starts
 
     for pid in Prediction.objects.filter(
         status=Status.STARTING, deadline__lt=now - timedelta(seconds=1)
@@ -128,20 +128,20 @@ def _starting(now: datetime, report: Report) -> None:
     waiting: dict[str, tuple[str, str]] = {}
     queued_by_pool: dict[str, set[str]] = {}
     for pid, version_id, deployment_id, account_id, sku in stuck:
-        pool = queues.pool_of(version_id=version_id, deployment_id=deployment_id)
+        pool = pools.pool_of(version_id=version_id, deployment_id=deployment_id)
         if pool not in queued_by_pool:
-            queued_by_pool[pool] = set(queues.queued_ids(pool))
+            queued_by_pool[pool] = set(pools.queued_ids(pool))
         if pid not in queued_by_pool[pool]:
             # Still starting now? (A runner may have claimed it since the query.)
             if not Prediction.objects.filter(pk=pid, status=Status.STARTING).exists():
                 continue
-            queues.enqueue_prediction(pid, pool, account_id, None, version_id=version_id, sku=sku)
+            starts.enqueue(pid, pool, account_id, None, version_id=version_id, sku=sku)
             report.requeued.append(pid)
         waiting[pool] = (version_id, sku)
     for pool, (version_id, sku) in waiting.items():
         # Asks only when nothing serves the pool and no start request is live (requests expire,
         # so one lost with a Redis restart or a killed agent no longer blocks new ones).
-        if queues.ensure_instance(pool, version_id, sku):
+        if starts.ensure(pool, version_id, sku):
             report.start_requests.append(pool)
 
 
@@ -156,17 +156,12 @@ def _processing(now: datetime, report: Report) -> None:
     )
     for prediction in ended.select_related("instance__host"):
         instance = prediction.instance
-        if instance is None:
-            error = "The instance running this prediction is gone; the prediction was lost."
-        else:
-            why = instance.stop_reason or (
+        reason: str | None = None
+        if instance is not None:
+            reason = instance.stop_reason or (
                 f"host {instance.host.name} down" if instance.host.down_at else instance.state
             )
-            error = (
-                f"The instance running this prediction ended ({why}) before the prediction "
-                "finished; it was lost. Create it again."
-            )
-        if prediction_finish(prediction.pk, Outcome(Status.FAILED, error=error)):
+        if prediction_finish(prediction.pk, policy.instance_lost(reason)):
             report.failed.append(prediction.pk)
     overdue = Prediction.objects.filter(status=Status.PROCESSING).filter(
         Q(deadline__lt=cutoff)
@@ -176,12 +171,9 @@ def _processing(now: datetime, report: Report) -> None:
         # Its runner should have stopped it: tell it to, and end it as the runner would have.
         events.request_cancel(prediction.pk)
         if prediction.deadline is not None and prediction.deadline < cutoff:
-            outcome = Outcome(Status.CANCELED)
-            bucket = report.canceled
+            outcome, bucket = policy.deadline_passed(), report.canceled
         else:
-            error = f"Prediction exceeded the timeout of {settings.PREDICTION_TIMEOUT} s"
-            outcome = Outcome(Status.FAILED, error=error)
-            bucket = report.failed
+            outcome, bucket = policy.timed_out(settings.PREDICTION_TIMEOUT), report.failed
         if prediction_finish(prediction.pk, outcome):
             bucket.append(prediction.pk)
 
@@ -199,7 +191,7 @@ def _webhooks(now: datetime, report: Report) -> None:
             continue  # behind a backlog, not lost: queuing it again would only grow the backlog
         # Pushed forward first, so that the next pass does not queue it a second time.
         WebhookDelivery.objects.filter(pk=delivery_id).update(next_attempt_at=now)
-        webhooks._enqueue(delivery_id)
+        webhooks.enqueue(delivery_id)
         report.webhooks_requeued += 1
     unrecorded = (
         Prediction.objects.filter(

@@ -7,7 +7,6 @@ runners, a late Cog webhook or a cancel racing a finish can never both win.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +21,7 @@ from marketplace.catalog.models import Model, Version
 from marketplace.deployments.models import Deployment
 from marketplace.predictions import events, outbound, webhooks
 from marketplace.predictions.models import Prediction
+from marketplace.predictions.policy import Outcome
 from marketplace.predictions.secrets import seal
 
 logger = logging.getLogger(__name__)
@@ -41,15 +41,6 @@ class PaymentRequired(Exception):
 
     Raised by billing before anything is stored or queued; the API answers 402.
     """
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str
-    output: Any = None
-    error: str | None = None
-    logs: str | None = None
-    metrics: dict[str, Any] | None = None
 
 
 def prediction_create(
@@ -119,11 +110,11 @@ def prediction_create(
 
 
 def _dispatch(prediction: Prediction, sku: str, sealed_secrets: str | None) -> None:
-    from workers import queues
+    from marketplace.scheduling import pools, starts
 
-    pool = queues.pool_of(version_id=prediction.version_id, deployment_id=prediction.deployment_id)
+    pool = pools.pool_of(version_id=prediction.version_id, deployment_id=prediction.deployment_id)
     try:
-        queues.enqueue_prediction(
+        starts.enqueue(
             prediction.id,
             pool,
             prediction.account_id,
@@ -131,14 +122,11 @@ def _dispatch(prediction: Prediction, sku: str, sealed_secrets: str | None) -> N
             version_id=prediction.version_id,
             sku=sku,
         )
-    except Exception as exc:
-        # Without the queue nothing would ever run it: say so instead of leaving it "starting".
-        logger.exception("could not queue prediction %s", prediction.id)
-        prediction_finish(
-            prediction.id,
-            Outcome(Status.FAILED, error=f"The prediction could not be queued: {exc}"),
-        )
-        prediction.refresh_from_db()
+    except redis.RedisError:
+        # Committed but not queued (Redis went away in between): it stays ``starting``, which
+        # is true, and the reconciler queues it again once it has waited PREDICTION_STUCK_SECONDS.
+        # A platform fault never fails a prediction that had not started.
+        logger.exception("could not queue prediction %s; the reconciler will", prediction.id)
 
 
 def prediction_claim(
@@ -229,13 +217,13 @@ def _announce_done(prediction_id: str, outcome: Outcome) -> None:
 
 def prediction_cancel(prediction: Prediction) -> Prediction:
     """Cancel: a queued prediction ends at once; a running one is stopped by its runner."""
-    from workers import queues
+    from marketplace.scheduling import pools
 
     if prediction.status == Status.STARTING:
-        pool = queues.pool_of(
+        pool = pools.pool_of(
             version_id=prediction.version_id, deployment_id=prediction.deployment_id
         )
-        queues.remove_queued_prediction(pool, prediction.id)
+        pools.remove(pool, prediction.id)
         # Loses (returns False) if a runner claimed it meanwhile; then it is processing.
         prediction_finish(prediction.id, Outcome(Status.CANCELED))
     prediction.refresh_from_db()

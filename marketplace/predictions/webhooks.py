@@ -132,17 +132,17 @@ def job_id(delivery_id: int) -> str:
 
 def queued_delivery_ids() -> set[int]:
     """Deliveries with a job waiting in the queue or scheduled for a retry."""
-    redis = get_redis()
-    waiting = redis.lrange(_queue().key, 0, -1) + redis.zrange(f"rq:scheduled:{QUEUE}", 0, -1)
+    queue = _queue()
+    waiting = queue.get_job_ids() + queue.scheduled_job_registry.get_job_ids(cleanup=False)
     ids = set()
-    for item in waiting:
-        name = item.decode() if isinstance(item, bytes) else str(item)
+    for name in waiting:
         if name.startswith("webhook-") and name.count("-") == 2:
             ids.add(int(name.split("-")[1]))
     return ids
 
 
-def _enqueue(delivery_id: int, delay: float = 0) -> None:
+def enqueue(delivery_id: int, delay: float = 0) -> None:
+    """Queue the delivery's next attempt (after ``delay`` seconds)."""
     kwargs: dict[str, Any] = {
         "job_timeout": int(settings.WEBHOOK_TIMEOUT) + 30,
         "result_ttl": 0,
@@ -193,7 +193,7 @@ def notify(prediction_id: str, event: str) -> WebhookDelivery | None:
             url=prediction.webhook,
             payload=prediction.to_api(signed=False),
         )
-        _enqueue(delivery.pk)
+        enqueue(delivery.pk)
         return delivery
     except Exception:
         logger.exception("could not queue the %s webhook of %s", event, prediction_id)
@@ -262,7 +262,7 @@ def _attempt(delivery: WebhookDelivery) -> WebhookAttempt:
     elif delivery.retried and delivery.attempt_count <= len(delays):
         delay = delays[delivery.attempt_count - 1]
         delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-        _enqueue(delivery.pk, delay)
+        enqueue(delivery.pk, delay)
     else:
         delivery.status = WebhookDelivery.Status.FAILED
         delivery.next_attempt_at = None
@@ -275,6 +275,6 @@ def redeliver(delivery: WebhookDelivery) -> WebhookDelivery:
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         status=WebhookDelivery.Status.PENDING, next_attempt_at=None
     )
-    _enqueue(delivery.pk)
+    enqueue(delivery.pk)
     delivery.refresh_from_db()
     return delivery

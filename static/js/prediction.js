@@ -100,6 +100,7 @@
   var PHASES = {
     queued: "waiting for a free slot",
     starting_instance: "starting an instance",
+    waiting_for_capacity: "waiting for a host with room (the hosts for its hardware are full)",
     setup: "the model is setting up"
   };
 

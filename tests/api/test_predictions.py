@@ -10,9 +10,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from marketplace.predictions.models import Prediction
+from marketplace.scheduling import pools
 from tests.conftest import wait_for
 from tests.factories import private, publish
-from workers import queues
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -112,7 +112,7 @@ def test_bad_cancel_after_is_400_and_stores_nothing(api: APIClient, hello: Any, 
         headers={"Cancel-After": value},
     )
     assert response.status_code == 400 and "Cancel-After" in response.json()["detail"]
-    assert Prediction.objects.count() == 0 and queues.queue_length(hello.id) == 0
+    assert Prediction.objects.count() == 0 and pools.length(pools.version_pool(hello.id)) == 0
 
 
 def test_a_prediction_that_never_starts_is_canceled_at_its_deadline(
@@ -132,7 +132,7 @@ def test_a_prediction_that_never_starts_is_canceled_at_its_deadline(
     )
     # Never started, so never billed: no start time, no predict_time, off the queue.
     assert prediction.started_at is None and "predict_time" not in prediction.metrics
-    assert queues.queue_length(hello.id) == 0
+    assert pools.length(pools.version_pool(hello.id)) == 0
 
 
 def test_prefer_wait_returns_starting_when_the_window_closes(api: APIClient, hello: Any) -> None:

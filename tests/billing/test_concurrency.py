@@ -15,9 +15,9 @@ from marketplace.billing import services
 from marketplace.billing.models import BillingAccount, Reservation
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import PaymentRequired, prediction_create
+from marketplace.scheduling import pools
 from tests.billing.conftest import priced
 from tests.factories import token_for
-from workers.queues import queue_length
 
 pytestmark = pytest.mark.slow
 N, COVERED = 50, 10
@@ -37,7 +37,9 @@ def _check(version: Any, user: Any, accepted: int) -> None:
     assert Prediction.objects.filter(account=user.account).count() == COVERED
     assert Reservation.objects.count() == COVERED
     assert sum(r.amount for r in Reservation.objects.all()) == Decimal("1.00")
-    assert queue_length(version.id) == COVERED  # the refused ones were never queued
+    assert (
+        pools.length(pools.version_pool(version.id)) == COVERED
+    )  # the refused ones were never queued
 
 
 def test_fifty_parallel_creates_through_the_service(

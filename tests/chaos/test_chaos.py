@@ -12,8 +12,9 @@ webhook retries run until the system is quiet.
 
 Printed and asserted: 0 predictions non-terminal, 0 lost (every 201 exists and ended), 0 billed
 twice (at most one usage entry per prediction, one for each that started, none for the rest),
-and every terminal prediction's ``completed`` webhook received with a valid Standard Webhooks
-signature and its final status. Run with ``make chaos``.
+0 failed that had not started when their fault struck (a platform fault leaves queued work
+queued), and every terminal prediction's ``completed`` webhook received with a valid Standard
+Webhooks signature and its final status. Run with ``make chaos``.
 """
 
 from __future__ import annotations
@@ -308,6 +309,7 @@ def test_chaos(
     assert figures["non-terminal"] == 0, report
     assert figures["lost"] == 0, report
     assert figures["billed twice"] == 0 and figures["billing wrong"] == 0, report
+    assert figures["failed before they started"] == 0, report
     assert figures["terminal webhooks not delivered"] == 0, report + "\n" + "\n".join(problems)
     assert len(created) >= PREDICTIONS * 0.9, report  # the outage refuses some creates, not most
 
@@ -327,6 +329,10 @@ def _figures(
         )
     )
     billed_twice = [pid for pid, n in entries.items() if n > 1]
+    # A platform fault never fails a prediction that had not started (predictions.policy).
+    failed_unstarted = [
+        p.id for p in rows.values() if p.status == Prediction.Status.FAILED and p.started_at is None
+    ]
     # One entry for every prediction that started, none for any that did not.
     billing_wrong = [
         p.id for p in rows.values() if (p.started_at is not None) != (entries.get(p.id, 0) == 1)
@@ -355,6 +361,7 @@ def _figures(
         "lost": len(lost),
         "billed twice": len(billed_twice),
         "billing wrong": len(billing_wrong),
+        "failed before they started": len(failed_unstarted),
         "webhook requests": len(receiver.requests),
         "webhook requests answered 500": sum(1 for *_, s in receiver.requests if s == 500),
         "bad signatures": bad_signatures,

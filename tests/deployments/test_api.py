@@ -13,8 +13,8 @@ from marketplace.billing.models import Reservation
 from marketplace.catalog.models import Hardware
 from marketplace.deployments.models import Deployment, DeploymentRelease
 from marketplace.predictions.models import Prediction
+from marketplace.scheduling import pools, starts
 from tests.factories import FIXTURES, private, publish
-from workers import queues
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -157,14 +157,15 @@ def test_deployment_predictions_queue_on_the_deployments_own_pool(
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["version"] == sleepy.pk and body["hardware"] == "cpu-large"
-    assert body["queue"]["position"] == 1 and body["queue"]["phase"] == "starting_instance"
+    # No host has cpu-large: nothing can take it yet, and it says so.
+    assert body["queue"]["position"] == 1 and body["queue"]["phase"] == "waiting_for_capacity"
     deployment = Deployment.objects.get()
     prediction = Prediction.objects.get(pk=body["id"])
     assert prediction.deployment == deployment and prediction.account.username == "alice"
-    pool = queues.deployment_pool(deployment.pk)
-    assert queues.queued_ids(pool) == [body["id"]]
-    assert queues.queue_length(sleepy.pk) == 0
-    assert queues.hardware_queue("cpu-large").count == 1
+    pool = pools.deployment_pool(deployment.pk)
+    assert pools.queued_ids(pool) == [body["id"]]
+    assert pools.length(pools.version_pool(sleepy.pk)) == 0
+    assert starts.hardware_queue("cpu-large").count == 1
     # Billed to the caller, reserved at the deployment's hardware price (not the model's default).
     hold = Reservation.objects.get(prediction_id=body["id"])
     assert hold.amount == pricing.worst_case(sleepy, Hardware.objects.get(sku="cpu-large"))
@@ -176,7 +177,7 @@ def test_deployment_predictions_queue_on_the_deployments_own_pool(
         format="json",
     )
     assert bad.status_code == 422 and bad.json()["invalid_fields"][0]["field"] == "input.seconds"
-    assert queues.pool_length(pool) == 1 and Prediction.objects.count() == 1
+    assert pools.length(pool) == 1 and Prediction.objects.count() == 1
 
 
 def test_delete_answers_204_and_cancels_what_was_queued(api: APIClient, sleepy: Any) -> None:
@@ -184,12 +185,12 @@ def test_delete_answers_204_and_cancels_what_was_queued(api: APIClient, sleepy: 
     queued = api.post(
         "/v1/deployments/alice/my-sleepy/predictions", {"input": {}}, format="json"
     ).json()
-    pool = queues.deployment_pool(Deployment.objects.get().pk)
+    pool = pools.deployment_pool(Deployment.objects.get().pk)
     assert api.delete("/v1/deployments/alice/my-sleepy").status_code == 204
     assert api.get("/v1/deployments/alice/my-sleepy").status_code == 404
     prediction = Prediction.objects.get(pk=queued["id"])
     assert prediction.status == "canceled" and prediction.started_at is None
-    assert queues.pool_length(pool) == 0
+    assert pools.length(pool) == 0
     assert AuditEvent.objects.filter(action="deployment.delete").count() == 1
 
 
@@ -197,7 +198,7 @@ def test_prewarm_asks_for_instances_up_to_the_maximum(api: APIClient, sleepy: An
     create(api, version_id=sleepy.pk, max_instances=3)
     response = api.post("/v1/deployments/alice/my-sleepy/prewarm", {"instances": 5}, format="json")
     assert response.status_code == 202 and response.json() == {"requested": 3, "instances": 3}
-    assert queues.hardware_queue("cpu").count == 3
+    assert starts.hardware_queue("cpu").count == 3
     again = api.post("/v1/deployments/alice/my-sleepy/prewarm", {"instances": 2}, format="json")
     assert again.json() == {"requested": 0, "instances": 3}
     bad = api.post("/v1/deployments/alice/my-sleepy/prewarm", {"instances": 0}, format="json")

@@ -10,8 +10,8 @@ from django.test import Client
 
 from marketplace.audit.models import AuditEvent
 from marketplace.deployments.models import Deployment
+from marketplace.scheduling import starts
 from tests.factories import FIXTURES, UserFactory, publish
-from workers import queues
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,7 +69,7 @@ def test_create_edit_and_the_live_page(owner: Client, user: Any, sleepy: Any) ->
 
     owner.post("/deployments/alice/web-sleepy/prewarm", {"instances": "2"})
     assert owner.get("/deployments/alice/web-sleepy/status").json()["starting"] == 2
-    assert queues.hardware_queue("cpu").count == 2
+    assert starts.hardware_queue("cpu").count == 2
 
 
 def test_bad_values_are_shown_next_to_their_fields(owner: Client, sleepy: Any) -> None:

@@ -17,8 +17,8 @@ from marketplace.deployments.models import Host, Instance
 from marketplace.deployments.transparency import timing_summary
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import Outcome, prediction_claim, prediction_finish
+from marketplace.scheduling import instances, placement, pools
 from tests.factories import cpu, publish
-from workers import queues
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,16 +32,21 @@ def create(api: APIClient, version: Any) -> dict[str, Any]:
 def test_waiting_predictions_show_position_phase_and_estimate(api: APIClient, user: Any) -> None:
     version = publish(user, "text-stream")
     first, second = create(api, version), create(api, version)
+    # No host for its hardware has room (none runs here): it says so.
     assert second["queue"] == {
         "position": 2,
         "estimated_start_at": None,
-        "phase": "starting_instance",
+        "phase": "waiting_for_capacity",
     }
-    pool = queues.version_pool(version.pk)
+    # A host reports room: the instance asked for is on its way.
+    placement.report_room("somewhere", {"cpu": 1}, ttl=30)
+    body = api.get(f"/v1/predictions/{second['id']}").json()
+    assert body["queue"]["phase"] == "starting_instance"
+    pool = pools.version_pool(version.pk)
     # An instance came up (its setup took 2 s) and runs take about 3 s: the estimate follows.
-    queues.register_instance(pool, 7, setup_seconds=2.0)
-    queues.pop(pool, 7)  # the first one is now in flight on instance 7
-    queues.finished_one(pool, 8, 3.0)  # an earlier instance's run
+    instances.register(pool, 7, setup_seconds=2.0)
+    pools.pop(pool, 7)  # the first one is now in flight on instance 7
+    instances.finished_one(pool, 8, 3.0)  # an earlier instance's run
     body = api.get(f"/v1/predictions/{second['id']}").json()
     assert body["queue"]["phase"] == "queued" and body["queue"]["position"] == 1
     eta = body["queue"]["estimated_start_at"]
@@ -74,7 +79,7 @@ def test_the_client_stream_carries_the_queue_state_as_comments(
             if line.startswith(": queue"):
                 break
     comment = json.loads(lines[-1].removeprefix(": queue "))
-    assert comment["position"] == 2 and comment["phase"] == "starting_instance"
+    assert comment["position"] == 2 and comment["phase"] == "waiting_for_capacity"
     assert not any(line.startswith("event:") for line in lines)  # nothing the clients reject
     assert web.url in waiting["urls"]["stream"]
 

@@ -9,8 +9,8 @@ from django.test import Client
 
 from marketplace.deployments.models import Host, Instance
 from marketplace.registry.models import ImagePush
+from marketplace.scheduling import pools, starts
 from tests.factories import UserFactory, cpu, publish
-from workers import queues
 
 
 @pytest.mark.django_db
@@ -25,8 +25,8 @@ def test_staff_see_hosts_gpus_instances_and_queues(user: Any) -> None:
         host=host, version=version, hardware=cpu(), runtime="docker", gpu_device_ids=["1"],
         state=Instance.State.READY,
     )  # fmt: skip
-    pool = queues.version_pool(version.pk)
-    queues.enqueue_prediction("x", pool, user.account.pk, None, version_id=version.pk, sku="cpu")
+    pool = pools.version_pool(version.pk)
+    starts.enqueue("x", pool, user.account.pk, None, version_id=version.pk, sku="cpu")
     client = Client()
     assert client.get("/ops/hosts/").status_code == 302  # sign in first
     client.force_login(user)

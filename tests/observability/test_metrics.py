@@ -146,7 +146,7 @@ def test_metrics_after_a_burst_match_what_happened(
         >= 1
     )
     hello_version = bodies[0]["version"]
-    assert value("marketplace_queue_depth", version=hello_version) == 0
+    assert value("marketplace_queue_depth", version=hello_version, deployment="") == 0
 
     creates = value(
         "marketplace_http_request_duration_seconds_count",
@@ -198,4 +198,4 @@ def test_gpu_usage_per_host(db: None, user: Any, settings: Any) -> None:
     assert values[("marketplace_host_gpus", (("host", "gpu-1"), ("state", "free")))] == 2
     assert ("marketplace_host_gpus", (("host", "gone"), ("state", "used"))) not in values
     assert values[("marketplace_instances", (("state", "ready"),))] == 1
-    assert values[("marketplace_queue_depth", (("version", version.pk),))] == 0
+    assert values[("marketplace_queue_depth", (("deployment", ""), ("version", version.pk)))] == 0

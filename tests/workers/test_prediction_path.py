@@ -18,9 +18,9 @@ from rest_framework.test import APIClient
 from marketplace.deployments.models import Instance
 from marketplace.predictions import events
 from marketplace.predictions.models import Prediction
+from marketplace.scheduling import instances, pools
 from tests.conftest import wait_for
 from tests.factories import FIXTURES, publish
-from workers import queues
 from workers.runtimes.base import HOST_MARKER
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -186,7 +186,7 @@ def test_the_instance_stops_after_the_idle_timeout(api, user, start_agent) -> No
         lambda: Instance.objects.get(pk=instance.pk).state == Instance.State.STOPPED, timeout=20
     )
     assert cog_pids(agent.host_name) == []
-    assert queues.live_instance_count(version.pk) == 0
+    assert instances.live_count(pools.version_pool(version.pk)) == 0
     assert "idle" in Instance.objects.get(pk=instance.pk).stop_reason
     # Scale back up from zero.
     assert create(api, version.pk, {"text": "again"})["output"] == "hello again"
@@ -288,7 +288,8 @@ def test_a_killed_agent_leaves_truthful_state_and_its_successor_cleans_up(
     assert "agent restarted" in prediction.error
     # The successor marks the old instances stopped before it fails their predictions.
     old = Instance.objects.get(pk=prediction.instance_id)
-    assert old.state == Instance.State.STOPPED and old.stop_reason == "agent restarted"
+    assert old.state == Instance.State.FAILED and old.stop_reason == "agent restarted"
+    assert old.stop_cause == "agent_restarted"
     assert not Instance.objects.filter(
         host__name=successor.host_name, state__in=Instance.LIVE, pk__lte=old.pk
     ).exists()

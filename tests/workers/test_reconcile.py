@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
+from rq import Queue
 from standardwebhooks.webhooks import Webhook
 
 from marketplace.billing.models import UsageEntry
@@ -18,11 +19,16 @@ from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import Outcome, prediction_finish
 from marketplace.predictions.webhooks import WebhookDelivery
 from marketplace.redisconn import get_redis
+from marketplace.scheduling import instances, pools, starts
 from tests.api.test_webhooks import Receiver
 from tests.conftest import wait_for
 from tests.factories import publish
 from tests.workers.test_prediction_path import create, finished
-from workers import queues
+
+
+def webhook_queue() -> Queue:
+    return Queue(webhooks.QUEUE, connection=get_redis())
+
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -34,17 +40,17 @@ def no_grace(settings: Any) -> None:
 
 
 def queued(version_id: str) -> list[str]:
-    return queues.queued_ids(queues.version_pool(version_id))
+    return pools.queued_ids(pools.version_pool(version_id))
 
 
 def drop_job(version_id: str, prediction_id: str) -> None:
     """What a Redis restart without persistence does to one queued prediction."""
-    assert queues.remove_queued_prediction(queues.version_pool(version_id), prediction_id)
+    assert pools.remove(pools.version_pool(version_id), prediction_id)
 
 
 def pending_requests(version_id: str) -> int:
-    pool = queues.version_pool(version_id)
-    return queues.pool_states([pool])[pool].pending
+    pool = pools.version_pool(version_id)
+    return instances.states([pool])[pool].pending
 
 
 def test_a_dropped_queued_job_is_queued_again_once_and_then_runs(
@@ -77,12 +83,12 @@ def test_a_lost_start_request_is_asked_for_again(
     pid = create(api, version.pk, {"text": "x"}, wait=None)["id"]
     # The start request's job was lost, and its bookkeeping has expired (as it does after
     # INSTANCE_SETUP_TIMEOUT + 60 s): nothing will start an instance unless asked again.
-    get_redis().delete(queues.hardware_queue("cpu").key)
-    pending_key = queues._prefix(queues.version_pool(version.pk)) + "pending"
+    starts.hardware_queue("cpu").empty()
+    pending_key = pools.prefix(pools.version_pool(version.pk)) + "pending"
     get_redis().zadd(pending_key, dict.fromkeys(get_redis().zrange(pending_key, 0, -1), 0))
     assert pending_requests(version.pk) == 0
     report = reconcile.reconcile()
-    assert report.requeued == [] and report.start_requests == [queues.version_pool(version.pk)]
+    assert report.requeued == [] and report.start_requests == [pools.version_pool(version.pk)]
     assert pending_requests(version.pk) == 1
     assert not reconcile.reconcile().changed
     start_agent()
@@ -150,7 +156,9 @@ def test_a_lost_cancel_after_job_still_cancels_without_billing(api: APIClient, u
         headers={"Cancel-After": "5s"},
     )
     pid = response.json()["id"]
-    get_redis().delete("rq:scheduled:default")  # the deadline job is lost
+    scheduled = Queue("default", connection=get_redis()).scheduled_job_registry
+    for job_id in scheduled.get_job_ids():  # the deadline job is lost
+        scheduled.remove(job_id, delete_job=True)
     assert reconcile.reconcile().canceled == []
     time.sleep(6.2)
     assert reconcile.reconcile().canceled == [pid]
@@ -171,11 +179,11 @@ def test_lost_and_unrecorded_webhooks_are_delivered_signed(
         Prediction.objects.update(webhook=hook.url, webhook_events_filter=["completed"])
         prediction_finish(first, Outcome("succeeded", output="hello a"))
         # Its delivery job is lost with Redis...
-        get_redis().delete("rq:queue:webhooks")
+        webhook_queue().empty()
         # ...and the second finished in a process that died before recording its webhook.
         prediction_finish(second, Outcome("succeeded", output="hello b"))
         WebhookDelivery.objects.filter(prediction_id=second).delete()
-        get_redis().delete("rq:queue:webhooks")
+        webhook_queue().empty()
         call_command("reconcile_predictions")
         report = reconcile.reconcile()
         assert report.webhooks_recorded == 0  # the command already recorded it
@@ -219,12 +227,12 @@ def test_a_delivery_waiting_behind_a_backlog_is_not_queued_again(api: APIClient,
     pid = create(api, version.pk, {"text": "x"}, wait=None)["id"]
     Prediction.objects.filter(pk=pid).update(webhook="http://127.0.0.1:9/h")
     prediction_finish(pid, Outcome("succeeded", output="hello x"))
-    queue_key = "rq:queue:webhooks"
-    assert get_redis().llen(queue_key) == 1
+    queue = webhook_queue()
+    assert queue.count == 1
     # Due long ago but still queued (workers are behind): left alone, however often we pass.
     for _ in range(3):
         assert reconcile.reconcile().webhooks_requeued == 0
-    assert get_redis().llen(queue_key) == 1
-    get_redis().delete(queue_key)  # now it is lost
+    assert queue.count == 1
+    queue.empty()  # now it is lost
     assert reconcile.reconcile().webhooks_requeued == 1
-    assert get_redis().llen(queue_key) == 1
+    assert queue.count == 1

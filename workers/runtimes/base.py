@@ -36,14 +36,27 @@ HOST_MARKER = "MARKETPLACE_HOST"
 class RuntimeFailure(Exception):
     """An instance could not be started or died.
 
-    ``permanent`` means retrying cannot help (the model's setup raised, the image lacks Cog);
-    otherwise the platform may try again (a port clash, a registry hiccup).
+    ``permanent`` means retrying on this instance cannot help (its server exited, the image
+    lacks Cog); otherwise the platform may try again at once (a port clash, a registry hiccup).
+    Whose fault it was is ``policy.setup_is_models_fault``'s decision, from ``exit_code`` (how
+    the server exited, if it did) and ``models_fault``: the model's ``setup()`` failed (Cog
+    reports SETUP_FAILED), or the version can never run (no such image or model directory).
     """
 
-    def __init__(self, message: str, *, permanent: bool, logs: str = ""):
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        logs: str = "",
+        exit_code: int | None = None,
+        models_fault: bool = False,
+    ):
         super().__init__(message)
         self.permanent = permanent
         self.logs = logs
+        self.exit_code = exit_code
+        self.models_fault = models_fault
 
 
 @dataclass
@@ -118,6 +131,7 @@ class Runtime(ABC):
                         f"The model server exited during setup (exit code {code})",
                         permanent=True,
                         logs=running.logs(),
+                        exit_code=code,
                     )
                 try:
                     health = client.health(timeout=2.0)
@@ -132,6 +146,7 @@ class Runtime(ABC):
                         f"The model's setup failed ({status})",
                         permanent=True,
                         logs=str(setup.get("logs") or running.logs()),
+                        models_fault=True,
                     )
                 if time.monotonic() > deadline:
                     raise RuntimeFailure(

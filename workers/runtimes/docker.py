@@ -213,7 +213,7 @@ class DockerRuntime(Runtime):
                 message = f"The image {image} is no longer in the registry ({explanation})"
             else:
                 message = f"Pulling {image} failed: {explanation}"
-            raise RuntimeFailure(message, permanent=permanent) from exc
+            raise RuntimeFailure(message, permanent=permanent, models_fault=permanent) from exc
         return True
 
     def start(self, spec: InstanceSpec) -> DockerInstance:
@@ -221,6 +221,7 @@ class DockerRuntime(Runtime):
             raise RuntimeFailure(
                 "This version has no image: the docker runtime runs pushed images only",
                 permanent=True,
+                models_fault=True,
             )
         started = time.monotonic()
         self.pull(spec.image, spec.host_name)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from workers.cogschema import CogProjectError, predictor_ref, read_cog_config
+from marketplace.catalog.cogschema import CogProjectError, predictor_ref, read_cog_config
 from workers.runtimes.base import (
     HOST_MARKER,
     INSTANCE_MARKER,
@@ -87,12 +87,14 @@ class LocalRuntime(Runtime):
         source = Path(spec.source_path)
         if not spec.source_path or not source.is_dir():
             raise RuntimeFailure(
-                f"The model directory {spec.source_path!r} does not exist", permanent=True
+                f"The model directory {spec.source_path!r} does not exist",
+                permanent=True,
+                models_fault=True,
             )
         try:
             module_file, name = predictor_ref(read_cog_config(source))
         except CogProjectError as exc:
-            raise RuntimeFailure(str(exc), permanent=True) from exc
+            raise RuntimeFailure(str(exc), permanent=True, models_fault=True) from exc
         schema_file = source / ".cog" / "openapi_schema.json"
         if spec.schema is not None and not schema_file.exists():
             # coglet validates inputs only with this file; the version's schema is the truth.

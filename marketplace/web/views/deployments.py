@@ -15,9 +15,9 @@ from marketplace.accounts.models import User
 from marketplace.deployments import config
 from marketplace.deployments.models import Deployment, Instance
 from marketplace.predictions.models import Prediction
+from marketplace.scheduling import instances, pools
 from marketplace.web.access import accounts_of, chosen_account
 from marketplace.web.forms import DeploymentForm
-from workers import queues
 
 RECENT = 20
 
@@ -36,8 +36,8 @@ def _deployment(request: HttpRequest, owner: str, name: str, *, write: bool = Fa
 
 def status(deployment: Deployment) -> dict[str, Any]:
     """What the live page shows and refreshes: instances by state and the queue."""
-    pool = queues.deployment_pool(deployment.pk)
-    state = queues.pool_states([pool])[pool]
+    pool = pools.deployment_pool(deployment.pk)
+    state = instances.states([pool])[pool]
     rows = list(
         Instance.objects.filter(deployment=deployment, state__in=Instance.LIVE)
         .order_by("pk")
@@ -63,12 +63,12 @@ def _apply_errors(form: DeploymentForm, exc: config.DeploymentInvalid) -> None:
 @login_required
 def deployment_list(request: HttpRequest) -> HttpResponse:
     deployments = list(config.visible_deployments(request.user).order_by("owner__username", "name"))
-    depths = queues.pool_states([queues.deployment_pool(d.pk) for d in deployments])
+    depths = instances.states([pools.deployment_pool(d.pk) for d in deployments])
     rows = [
         {
             "deployment": d,
-            "queued": depths[queues.deployment_pool(d.pk)].queued,
-            "live": len(depths[queues.deployment_pool(d.pk)].live),
+            "queued": depths[pools.deployment_pool(d.pk)].queued,
+            "live": len(depths[pools.deployment_pool(d.pk)].live),
         }
         for d in deployments
     ]
@@ -164,7 +164,7 @@ def deployment_prewarm(request: HttpRequest, owner: str, name: str) -> HttpRespo
     except ValueError:
         wanted = 1
     config.prewarm(
-        pool=queues.deployment_pool(deployment.pk),
+        pool=pools.deployment_pool(deployment.pk),
         version=deployment.version,
         sku=deployment.hardware.sku,
         wanted=wanted,

@@ -8,8 +8,8 @@ from rest_framework.test import APIClient
 from marketplace.catalog.schema import REDACTED
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.secrets import unseal
+from marketplace.scheduling import pools, starts
 from tests.factories import private, publish
-from workers import queues
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,9 +40,9 @@ def test_create_stores_the_prediction_and_queues_it(api, hello) -> None:  # type
     assert "stream" not in body["urls"]  # not an iterator model
     assert len(body["id"]) == 26
     assert Prediction.objects.get(pk=body["id"]).status == Prediction.Status.STARTING
-    assert queues.queued_ids(queues.version_pool(hello.pk)) == [body["id"]]
+    assert pools.queued_ids(pools.version_pool(hello.pk)) == [body["id"]]
     # No instance serves the version yet, so one was requested from the hardware queue.
-    assert queues.hardware_queue("cpu").count == 1
+    assert starts.hardware_queue("cpu").count == 1
     hello.model.refresh_from_db()
     assert hello.model.run_count == 1
 
@@ -50,8 +50,8 @@ def test_create_stores_the_prediction_and_queues_it(api, hello) -> None:  # type
 def test_a_second_create_does_not_request_a_second_instance(api, hello) -> None:  # type: ignore[no-untyped-def]
     create(api, hello.pk, {})
     create(api, hello.pk, {})
-    assert queues.queue_length(hello.pk) == 2
-    assert queues.hardware_queue("cpu").count == 1
+    assert pools.length(pools.version_pool(hello.pk)) == 2
+    assert starts.hardware_queue("cpu").count == 1
 
 
 @pytest.mark.parametrize("ref", ["{owner}/hello", "{owner}/hello:{id}"])
@@ -75,8 +75,8 @@ def test_invalid_input_is_422_naming_each_field_and_stores_nothing(api, user) ->
     }
     assert "count" in body["detail"] and "color" in body["detail"]
     assert Prediction.objects.count() == 0
-    assert queues.queue_length(version.pk) == 0
-    assert queues.hardware_queue("cpu").count == 0
+    assert pools.length(pools.version_pool(version.pk)) == 0
+    assert starts.hardware_queue("cpu").count == 0
     version.model.refresh_from_db()
     assert version.model.run_count == 0
 
@@ -116,7 +116,7 @@ def test_secret_inputs_are_never_stored_in_clear(api, user) -> None:  # type: ig
     assert response.json()["input"]["api_token"] == REDACTED
     prediction = Prediction.objects.get(pk=response.json()["id"])
     assert prediction.input["api_token"] == REDACTED
-    sealed = queues.queued_secrets(queues.version_pool(version.pk), prediction.pk)
+    sealed = pools.queued_secrets(pools.version_pool(version.pk), prediction.pk)
     assert sealed is not None
     assert "sk-very-secret" not in sealed
     assert unseal(sealed) == {"api_token": "sk-very-secret"}
@@ -164,7 +164,7 @@ def test_canceling_a_queued_prediction_ends_it_and_takes_it_off_the_queue(
     assert outsider_api.post(f"/v1/predictions/{prediction_id}/cancel").status_code == 404
     body = api.post(f"/v1/predictions/{prediction_id}/cancel").json()
     assert body["status"] == "canceled" and body["completed_at"]
-    assert queues.queue_length(hello.pk) == 0
+    assert pools.length(pools.version_pool(hello.pk)) == 0
     # Terminal states are final: canceling again changes nothing.
     again = api.post(f"/v1/predictions/{prediction_id}/cancel").json()
     assert again["completed_at"] == body["completed_at"]

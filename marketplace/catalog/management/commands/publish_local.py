@@ -6,9 +6,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from marketplace.accounts.models import Account
+from marketplace.catalog.cogschema import CogProjectError
 from marketplace.catalog.models import Hardware, Model
 from marketplace.catalog.services import version_publish_local
-from workers.cogschema import CogProjectError
 
 
 class Command(BaseCommand):

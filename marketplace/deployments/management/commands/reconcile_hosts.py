@@ -17,6 +17,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         for down in reconcile_down_hosts():
             self.stdout.write(
-                f"{down.host.name}: down; {len(down.failed)} prediction(s) failed, "
-                f"{len(down.requeued_versions)} version(s) asked for a new instance"
+                f"{down.host.name}: down; {len(down.failed)} prediction(s) failed, its queued "
+                "work asked for new instances"
             )

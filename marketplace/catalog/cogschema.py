@@ -8,8 +8,9 @@ models built without the Cog CLI we assemble the document ourselves from what
 
 Two halves live here:
 
-* the generator proper (`python -m workers.cogschema <model_dir> [--write] [--stdout]`). It imports
-  the model's predict module, i.e. executes user code, so it must only ever run in a subprocess
+* the generator proper
+  (`python -m marketplace.catalog.cogschema <model_dir> [--write] [--stdout]`). It imports the
+  model's predict module, i.e. executes user code, so it must only ever run in a subprocess
   (inside the model's image or venv), never inside the Django process;
 * parent-side helpers (`read_cog_config`, `predictor_ref`, `generate_schema`, `ensure_schema`) that
   are safe to import from Django: they never import `cog`/`coglet` or the model's code.
@@ -32,8 +33,8 @@ from typing import Any
 import yaml  # a dependency of cog itself, so also present in every model image
 
 SCHEMA_RELPATH = Path(".cog") / "openapi_schema.json"
-# The directory that contains the `workers` package; the child needs it on PYTHONPATH.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The directory that contains the `marketplace` package; the child needs it on PYTHONPATH.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 STDERR_TAIL_CHARS = 2000
 
 
@@ -339,7 +340,9 @@ def write_schema(model_dir: Path, document: dict) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workers.cogschema", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m marketplace.catalog.cogschema", description=__doc__
+    )
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--write", action="store_true", help=f"write <model_dir>/{SCHEMA_RELPATH}")
     parser.add_argument("--stdout", action="store_true", help="print the document (default)")
@@ -387,7 +390,7 @@ def generate_schema(model_dir: Path, *, python: str = sys.executable, timeout: f
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep __pycache__ out of the model directory
     try:
         proc = subprocess.run(
-            [python, "-m", "workers.cogschema", ".", "--stdout"],
+            [python, "-m", "marketplace.catalog.cogschema", ".", "--stdout"],
             cwd=model_dir,
             env=env,
             capture_output=True,

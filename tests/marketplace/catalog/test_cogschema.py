@@ -1,6 +1,7 @@
-"""Tests for workers.cogschema: OpenAPI schemas for Cog models, generated without the Cog CLI.
+"""Tests for marketplace.catalog.cogschema: OpenAPI schemas for Cog models, generated without the
+Cog CLI.
 
-No database needed: .venv/bin/python -m pytest tests/workers/test_cogschema.py -q
+No database needed: .venv/bin/python -m pytest tests/marketplace/catalog/test_cogschema.py -q
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.cogschema import (
+from marketplace.catalog.cogschema import (
     SCHEMA_RELPATH,
     CogProjectError,
     ensure_schema,
@@ -27,7 +28,7 @@ from workers.cogschema import (
 from workers.runtimes.base import InstanceSpec
 from workers.runtimes.local import LocalRuntime
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = ROOT / "tests" / "fixtures" / "cog"
 EXAMPLES = ROOT / "examples"
 EXAMPLE_NAMES = [p.name for p in sorted(EXAMPLES.iterdir()) if (p / "cog.yaml").is_file()]
@@ -285,10 +286,11 @@ def test_all_demo_models_are_present():
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
 def test_example_committed_schema_matches_the_generator(name):
     committed = EXAMPLES / name / SCHEMA_RELPATH
-    assert committed.is_file(), f"run: python -m workers.cogschema examples/{name} --write"
+    regenerate = f"python -m marketplace.catalog.cogschema examples/{name} --write"
+    assert committed.is_file(), f"run: {regenerate}"
 
     assert json.loads(committed.read_text()) == generate_schema(EXAMPLES / name), (
-        f"schema drifted; regenerate with: python -m workers.cogschema examples/{name} --write"
+        f"schema drifted; regenerate with: {regenerate}"
     )
 
 

@@ -15,7 +15,7 @@ within ``LEASE_SECONDS``. Each tick (``AUTOSCALER_INTERVAL``, at most a second):
   above ``max_instances`` are retired, idle ones first.
 
 Scaling down is the instances' own business: one idle for its idle timeout leaves its pool unless
-work is queued or the pool would drop below its floor (an atomic check in ``queues``).
+work is queued or the pool would drop below its floor (an atomic check in ``instances``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from marketplace.deployments.config import slots_needed
 from marketplace.deployments.models import Deployment, Host, Instance
 from marketplace.deployments.services import heartbeat_grace
 from marketplace.redisconn import get_redis
-from workers import queues
+from marketplace.scheduling import instances, pools, starts
 
 logger = logging.getLogger(__name__)
 
@@ -101,10 +101,10 @@ class Autoscaler:
             connection.close()
 
     # --- one tick ----------------------------------------------------------------------------
-    def targets(self, pools: list[str]) -> dict[str, Target]:
+    def targets(self, active: list[str]) -> dict[str, Target]:
         targets: dict[str, Target] = {}
         for deployment in Deployment.objects.select_related("version", "hardware"):
-            pool = queues.deployment_pool(deployment.pk)
+            pool = pools.deployment_pool(deployment.pk)
             targets[pool] = Target(
                 pool,
                 deployment.version,
@@ -113,13 +113,13 @@ class Autoscaler:
                 deployment.max_instances,
                 deployment.pk,
             )
-        version_ids = [p.removeprefix("version:") for p in pools if p.startswith("version:")]
+        version_ids = [p.removeprefix("version:") for p in active if p.startswith("version:")]
         for version in (
             Version.objects.filter(pk__in=version_ids)
             .select_related("model__default_hardware")
             .defer("openapi_schema")
         ):
-            pool = queues.version_pool(version.pk)
+            pool = pools.version_pool(version.pk)
             sku = version.model.default_hardware.sku
             targets[pool] = Target(pool, version, sku, 0, settings.VERSION_MAX_INSTANCES)
         return targets
@@ -149,10 +149,10 @@ class Autoscaler:
         return {sku: room[sku] - pending_by_sku.get(sku, 0) for sku in room}
 
     def tick(self) -> list[Decision]:
-        pools = queues.active_pools()
-        targets = self.targets(pools)
-        names = sorted(set(pools) | set(targets))
-        states = queues.pool_states(names)
+        active = pools.active()
+        targets = self.targets(active)
+        names = sorted(set(active) | set(targets))
+        states = instances.states(names)
         live_rows = list(
             Instance.objects.filter(state__in=Instance.LIVE, deployment__isnull=False).values_list(
                 "pk", "deployment_id", "version_id"
@@ -168,17 +168,17 @@ class Autoscaler:
         for name in names:
             state, target = states[name], targets.get(name)
             if target is None:
-                queues.forget_if_empty(name)
+                pools.forget_if_empty(name)
                 continue
             decisions.append(self._scale(target, state, version_of, room))
             if target.deployment_id is None:
-                queues.forget_if_empty(name)
+                pools.forget_if_empty(name)
         return decisions
 
     def _scale(
         self,
         target: Target,
-        state: queues.PoolState,
+        state: instances.PoolState,
         version_of: dict[int, str],
         room: dict[str, int],
     ) -> Decision:
@@ -196,9 +196,9 @@ class Autoscaler:
         if len(live) > target.high:
             excess = sorted(live, key=lambda i: state.busy.get(i, 0))[: len(live) - target.high]
         retired += excess
-        queues.retire(retired)
+        instances.retire(retired)
         if target.deployment_id is not None:
-            queues.set_floor(target.pool, target.low)
+            instances.set_floor(target.pool, target.low)
         demand = state.queued + state.in_flight
         desired = max(
             target.low, min(target.high, slots_needed(demand, target.version.concurrency))
@@ -208,7 +208,7 @@ class Autoscaler:
         missing = max(0, desired - supply)
         allowed = min(missing, max(0, room.get(target.sku, 0)))
         if allowed:
-            queues.request_instances(target.pool, current, target.sku, allowed)
+            starts.request(target.pool, current, target.sku, allowed)
             room[target.sku] = room.get(target.sku, 0) - allowed
             logger.info(
                 "%s: %d queued, %d in flight → %d wanted, %d present: asked for %d",

@@ -1,0 +1,145 @@
+"""A concurrency slot of an instance: pops the next prediction of its pool and runs it.
+
+An instance runs one slot per concurrency slot of its version. A slot pops only while its
+instance is live in the pool (the pop script checks), so an instance that drains — idle, evicted,
+retired, recycled — finishes what its slots hold and takes nothing new.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import redis
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from marketplace.catalog.schema import REDACTED
+from marketplace.deployments.models import Deployment
+from marketplace.logcontext import prediction_context
+from marketplace.predictions import outbound, policy, uploads
+from marketplace.predictions.models import Prediction
+from marketplace.predictions.policy import Outcome
+from marketplace.predictions.secrets import unseal
+from marketplace.predictions.services import prediction_claim, prediction_finish
+from marketplace.scheduling import instances, pools
+from workers.protocol import CogRun
+
+if TYPE_CHECKING:
+    from workers.supervisor import InstanceSupervisor
+
+logger = logging.getLogger(__name__)
+
+Status = Prediction.Status
+DEQUEUE_TIMEOUT = 1
+
+
+class Slot(threading.Thread):
+    def __init__(self, supervisor: InstanceSupervisor, index: int):
+        super().__init__(name=f"instance-{supervisor.instance.pk}-slot-{index}", daemon=True)
+        self.supervisor = supervisor
+        # Whether the prediction being performed was claimed (ran, or tried to, on Cog).
+        self.claimed = False
+
+    def run(self) -> None:
+        supervisor = self.supervisor
+        pool, instance_id = supervisor.pool, supervisor.instance.pk
+        try:
+            while not supervisor.stopping.is_set():
+                try:
+                    # Take queued work directly (one round trip); block on a wake-up token only
+                    # when there is none.
+                    popped = pools.pop(pool, instance_id)
+                    if popped is None:
+                        if not pools.wait_for_work(pool, DEQUEUE_TIMEOUT):
+                            continue
+                        popped = pools.pop(pool, instance_id, token_taken=True)
+                except redis.RedisError:
+                    logger.exception("slot %s: queue unavailable", self.name)
+                    supervisor.stopping.wait(1)
+                    continue
+                if popped is None:
+                    continue
+                try:
+                    self._perform(popped)
+                except Exception:
+                    # A slot outlives any one prediction: a dead slot would leave its instance
+                    # registered and serving nothing. A prediction lost here is the reconciler's.
+                    logger.exception(
+                        "slot %s: %s failed outside the prediction", self.name, popped.prediction_id
+                    )
+        finally:
+            connection.close()
+
+    def _perform(self, popped: pools.Popped) -> None:
+        supervisor = self.supervisor
+        supervisor.begin()
+        self.claimed = False
+        began = time.monotonic()
+        try:
+            with prediction_context(popped.prediction_id):
+                try:
+                    close_old_connections()
+                    self.execute(popped.prediction_id, popped.secrets)
+                except Exception as exc:
+                    logger.exception("prediction %s crashed its runner", popped.prediction_id)
+                    prediction_finish(
+                        popped.prediction_id,
+                        Outcome(Status.FAILED, error=f"Internal error while running: {exc}"),
+                    )
+        finally:
+            supervisor.end()
+            ran = time.monotonic() - began if self.claimed else None
+            instances.finished_one(supervisor.pool, supervisor.instance.pk, ran)
+            # Hand the database connection back to the pool between predictions: an idle slot
+            # holding one would make an agent need a connection per slot of every instance.
+            connection.close()
+
+    def execute(self, prediction_id: str, sealed_secrets: str | None) -> None:
+        supervisor = self.supervisor
+        prediction = Prediction.objects.filter(pk=prediction_id).first()
+        if prediction is None or prediction.status != Status.STARTING:
+            return  # canceled while queued, or already taken
+        if prediction.deadline is not None and prediction.deadline <= timezone.now():
+            # Cancel-After passed while it waited: it never starts (and is not billed).
+            prediction_finish(prediction_id, policy.deadline_passed())
+            return
+        if prediction.deployment_id is not None and self._superseded(prediction, sealed_secrets):
+            return
+        # A deployment's queued work runs on its current release, whichever it was created on.
+        version = supervisor.version
+        version_id = version.pk if prediction.version_id != version.pk else None
+        if not prediction_claim(prediction_id, supervisor.instance.pk, version_id=version_id):
+            return
+        self.claimed = True
+        try:
+            payload = uploads.resolve_inputs({**prediction.input, **unseal(sealed_secrets)})
+        except ValueError as exc:
+            prediction_finish(prediction_id, Outcome(Status.FAILED, error=str(exc)))
+            return
+        if refused := outbound.check_dispatch(version.schema, payload):
+            prediction_finish(prediction_id, Outcome(Status.FAILED, error=refused))
+            return
+        lost = sorted(k for k in version.secret_fields() if payload.get(k) == REDACTED)
+        if lost:
+            prediction_finish(prediction_id, policy.secrets_lost(lost))
+            return
+        logger.info("running on instance %s", supervisor.instance.pk)
+        CogRun(supervisor, prediction).run(payload)
+
+    def _superseded(self, prediction: Prediction, sealed_secrets: str | None) -> bool:
+        """A deployment moved to another version: hand the prediction back (to the front of its
+        account's turn) for the new release, and stop taking work here."""
+        assert prediction.deployment_id is not None
+        current = (
+            Deployment.objects.filter(pk=prediction.deployment_id)
+            .values_list("version_id", flat=True)
+            .first()
+        )
+        if current is None or current == self.supervisor.version.pk:
+            return False
+        pools.push_back(self.supervisor.pool, prediction.pk, prediction.account_id, sealed_secrets)
+        self.supervisor.retire()
+        return True
