@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from marketplace.redisconn import ensure_embedded_redis, stop_embedded_redis
 
 HOUSEKEEPING_SECONDS = 3600
+DEV_MIN_RESIDENCY = 5
 
 
 class Command(BaseCommand):
@@ -26,6 +27,10 @@ class Command(BaseCommand):
         started_redis = ensure_embedded_redis()
         host, _, port = bind.rpartition(":")
         env = {**os.environ, "REDIS_URL": settings.REDIS_URL}
+        # The demo models set up in about a second, so a swapped-out one costs little: a short
+        # minimum residency lets a newcomer try all six on the agent's four slots without
+        # waiting. Production agents (systemd) keep the 30 s default that guards GPU hosts.
+        env.setdefault("INSTANCE_MIN_RESIDENCY", str(DEV_MIN_RESIDENCY))
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         commands = {
             "web": [
