@@ -225,6 +225,8 @@ USE_X_FORWARDED_HOST = envbool("USE_X_FORWARDED_HOST", False)
 # --- Predictions and instances -----------------------------------------------------------------
 # Seconds a prediction may run before it is failed (Replicate's default is 30 minutes).
 PREDICTION_TIMEOUT = envint("PREDICTION_TIMEOUT", 1800, minimum=1)
+# The longest Cancel-After (or body lifetime) a create may ask for, in seconds; longer is a 400.
+PREDICTION_MAX_LIFETIME = envint("PREDICTION_MAX_LIFETIME", 7 * 24 * 3600, minimum=5)
 # The reconciler (predictions/reconcile.py) repairs a prediction only once it has been stuck this
 # long (queued job lost, instance gone, webhook job lost), and agents run it this often.
 PREDICTION_STUCK_SECONDS = envfloat("PREDICTION_STUCK_SECONDS", 120.0, minimum=0.0)

@@ -11,6 +11,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from marketplace.billing.services import PaymentRequired
+from marketplace.predictions.refusals import CreateRefused, InputValidationError, InvalidParameter
+
 PROBLEM_JSON = "application/problem+json"
 
 _TITLES = {
@@ -46,6 +49,28 @@ class Problem(exceptions.APIException):
         super().__init__(detail)
 
 
+def field_problem(
+    fields: list[dict[str, str]], title: str = "Input validation failed", status_code: int = 422
+) -> Response:
+    """The one problem document for field errors: a line per field in ``detail``, and
+    ``invalid_fields`` as ``{type, field, description}``."""
+    detail = "".join(f"- {f['field']}: {f['description']}\n" for f in fields)
+    return problem(status_code, detail, title, invalid_fields=fields)
+
+
+def refusal_problem(exc: CreateRefused) -> Response:
+    """What the API answers when the create path refuses."""
+    if isinstance(exc, InputValidationError):
+        return field_problem([e.as_dict() for e in exc.errors])
+    if isinstance(exc, InvalidParameter):
+        description = f"{exc.field} {exc.message}"
+        field = {"type": "invalid", "field": exc.field, "description": exc.message}
+        return problem(400, description, "Invalid " + exc.field, invalid_fields=[field])
+    if isinstance(exc, PaymentRequired):
+        return problem(402, str(exc), "Insufficient credit")
+    return problem(400, str(exc))
+
+
 def _flatten(detail: Any, prefix: str = "") -> list[tuple[str, str]]:
     if isinstance(detail, dict):
         return [
@@ -59,6 +84,8 @@ def _flatten(detail: Any, prefix: str = "") -> list[tuple[str, str]]:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, Problem):
         return problem(exc.status_code, str(exc.detail), exc.title, **exc.extra)
+    if isinstance(exc, CreateRefused):
+        return refusal_problem(exc)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         response = problem(401, "You did not pass a valid authentication token", "Unauthenticated")
         response["WWW-Authenticate"] = 'Bearer realm="api"'
@@ -67,12 +94,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return problem(404, "The requested resource could not be found.")
     if isinstance(exc, exceptions.ValidationError):
         pairs = _flatten(exc.detail)
-        return problem(
-            400,
-            "".join(f"- {field}: {message}\n" for field, message in pairs),
-            "Invalid request",
-            invalid_fields=[{"type": "invalid", "field": f, "description": m} for f, m in pairs],
-        )
+        fields = [{"type": "invalid", "field": f, "description": m} for f, m in pairs]
+        return field_problem(fields, "Invalid request", 400)
     if isinstance(exc, exceptions.Throttled):
         wait = max(1, math.ceil(getattr(exc, "wait", None) or 1))
         response = problem(

@@ -30,9 +30,16 @@ from marketplace.billing.models import (
 )
 from marketplace.catalog.models import Hardware, Version
 from marketplace.predictions.models import Prediction
-from marketplace.predictions.services import PaymentRequired
+from marketplace.predictions.refusals import CreateRefused
 
 ZERO = Decimal(0)
+
+
+class PaymentRequired(CreateRefused):
+    """The account cannot pay for this prediction (balance, spend cap or a failed invoice).
+
+    Raised by ``reserve`` before anything is stored or queued; the API answers 402.
+    """
 
 
 def stripe_configured() -> bool:
@@ -110,17 +117,17 @@ def reserve(
     version: Version,
     account: Account,
     token: ApiToken | None,
-    hardware: Hardware | None = None,
+    hardware: Hardware,
 ) -> Hold:
     """Check that the account can pay the worst case of one prediction and hold it.
 
-    ``hardware`` is what it will run on when not the model's default (a deployment's). Must run
+    ``hardware`` is what it will run on (``deployments.config.hardware_for``). Must run
     inside the transaction that inserts the prediction (the row lock is what makes concurrent
     creates safe). Raises PaymentRequired with a sentence saying why.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("reserve() must run inside the transaction that stores the prediction")
-    amount = pricing.worst_case(version, hardware or version.model.default_hardware)
+    amount = pricing.worst_case(version, hardware)
     billing = _locked(account.pk, token)
     if amount == 0:
         return Hold(billing, token, amount)

@@ -62,6 +62,11 @@ class ModelQuerySet(models.QuerySet["Model"]):
             Q(visibility=Model.Visibility.PUBLIC) | Q(owner__in=member_accounts(user))
         )
 
+    def named(self, owner: str, name: str) -> Model | None:
+        """The model ``owner/name`` (owner case-insensitive) among these; chain it after
+        ``visible_to`` so that another account's private model looks like no model at all."""
+        return self.filter(owner__username__iexact=owner, name=name).first()
+
 
 class Model(models.Model):
     class Visibility(models.TextChoices):
@@ -127,6 +132,11 @@ class VersionQuerySet(models.QuerySet["Version"]):
         return self.filter(
             Q(model__visibility=Model.Visibility.PUBLIC) | Q(model__owner__in=member_accounts(user))
         )
+
+    def latest_of(self, model: Model) -> Version | None:
+        """The version ``owner/name`` runs: the newest that is not hidden (a deleted version
+        still referenced by predictions is never "the latest")."""
+        return self.filter(model=model, hidden=False).order_by("-created_at").first()
 
     def resolve(self, ref: str) -> Version | None:
         """A version from a 64-hex id, ``owner/name:id`` or ``owner/name`` (its latest version)."""

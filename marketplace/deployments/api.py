@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from marketplace.accounts.models import signed_in
+from marketplace.accounts.models import ApiToken, signed_in
 from marketplace.api import openapi as o
 from marketplace.api.authentication import acting_account
 from marketplace.api.errors import Problem
@@ -30,8 +30,9 @@ from marketplace.api.throttles import ApiRateThrottle, CreateRateThrottle
 from marketplace.catalog.models import Model, Version
 from marketplace.deployments import config
 from marketplace.deployments.models import Deployment
-from marketplace.predictions.api import _create, _create_and_wait, parse_prefer_wait
 from marketplace.predictions.serializers import ModelPredictionCreateInput
+from marketplace.predictions.services import prediction_create
+from marketplace.predictions.waiting import create_and_wait, created, parse_prefer_wait
 from marketplace.scheduling import pools
 
 NOT_FOUND = "The requested resource could not be found."
@@ -188,12 +189,19 @@ class DeploymentPredictionCreateApi(APIView):
         deployment = _deployment(request, owner, name, write=True)
         body = ModelPredictionCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
-        version = (
-            Version.objects.select_related("model__owner", "model__default_hardware")
-            .defer("openapi_schema")
-            .get(pk=deployment.version_id)
+        data = body.validated_data
+        prediction = prediction_create(
+            deployment=deployment,
+            input=data["input"],
+            account=acting_account(request, write=True),
+            created_by=signed_in(request.user),
+            created_by_token=request.auth if isinstance(request.auth, ApiToken) else None,
+            webhook=data.get("webhook") or "",
+            webhook_events_filter=data.get("webhook_events_filter"),
+            cancel_after=request.headers.get("Cancel-After"),
+            lifetime=data.get("lifetime"),
         )
-        return _create(request, version, body.validated_data, deployment=deployment)
+        return created(prediction)
 
 
 class DeploymentPrewarmApi(APIView):
@@ -225,15 +233,14 @@ class ModelPrewarmApi(APIView):
         user = signed_in(request.user)
         model = (
             Model.objects.visible_to(user)
-            .filter(owner__username__iexact=owner, name=name)
             .select_related("owner", "default_hardware")
-            .first()
+            .named(owner, name)
         )
         if model is None:
             raise Problem(404, NOT_FOUND)
         if not model.owner.can_write(user):
             raise Problem(403, "Only the model's owners can pre-warm it", "Forbidden")
-        version = model.versions.filter(hidden=False).order_by("-created_at").first()
+        version = Version.objects.latest_of(model)
         if version is None:
             raise Problem(422, "This model has no version to run yet", "Model has no versions")
         wanted = _instances_wanted(request, 1)
@@ -254,7 +261,7 @@ _prediction_view = DeploymentPredictionCreateApi.as_view()
 async def deployment_predictions_create(
     request: HttpRequest, owner: str, name: str
 ) -> HttpResponse:
-    return await _create_and_wait(_prediction_view, request, owner=owner, name=name)
+    return await create_and_wait(_prediction_view, request, owner=owner, name=name)
 
 
 _wrapper: Any = deployment_predictions_create

@@ -73,6 +73,12 @@ class Deployment(models.Model):
         return f"{self.owner.username}/{self.name}"
 
 
+def hardware_for(version: Version, deployment: Deployment | None = None) -> Hardware:
+    """What a prediction (or an instance) of ``version`` runs on: its deployment's hardware,
+    else its model's default. The one place this is decided."""
+    return deployment.hardware if deployment is not None else version.model.default_hardware
+
+
 class DeploymentRelease(models.Model):
     """One configuration a deployment had: number 1 at creation, +1 on every update. The latest
     is Replicate's ``current_release``."""

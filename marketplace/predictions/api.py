@@ -3,12 +3,10 @@ and ``Cancel-After``), list, get and cancel."""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
@@ -26,66 +24,17 @@ from marketplace.api.pagination import CursorPage
 from marketplace.api.throttles import ApiRateThrottle, CreateRateThrottle
 from marketplace.catalog.models import Model, Version
 from marketplace.deployments.models import Deployment
-from marketplace.deployments.transparency import with_queue
-from marketplace.predictions import deadlines, events, uploads
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.serializers import (
     ModelPredictionCreateInput,
     PredictionCreateInput,
 )
-from marketplace.predictions.services import (
-    InputValidationError,
-    PaymentRequired,
-    prediction_cancel,
-    prediction_create,
-)
+from marketplace.predictions.services import prediction_cancel, prediction_create
+from marketplace.predictions.waiting import api_body, create_and_wait, created, parse_prefer_wait
 
-PREFER_WAIT_RE = re.compile(r"^wait(?:=([0-9]{1,2}))?$")
-MAX_WAIT_SECONDS = 60
-DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
-MIN_CANCEL_AFTER = timedelta(seconds=5)
 INVALID_VERSION = (
     "The specified version does not exist (or perhaps you don't have permission to use it?)"
 )
-
-
-def parse_prefer_wait(header: str | None) -> tuple[int, str] | None:
-    """``Prefer: wait[=N]`` → (seconds to hold the request, the preference to echo as applied)."""
-    if not header:
-        return None
-    for preference in (p.strip() for p in header.split(",")):
-        if preference.startswith("wait"):
-            match = PREFER_WAIT_RE.match(preference)
-            seconds = int(match.group(1) or MAX_WAIT_SECONDS) if match else 0
-            if not 1 <= seconds <= MAX_WAIT_SECONDS:
-                raise Problem(
-                    400,
-                    "Prefer must be 'wait' or 'wait=N' with N from 1 to 60",
-                    "Invalid Prefer header",
-                )
-            return seconds, preference
-    return None
-
-
-def parse_duration(value: str | None, field: str) -> timedelta | None:
-    """``Cancel-After`` / ``lifetime``: ``1h30m45s``, ``5m``, ``90s`` or bare seconds; ≥ 5 s."""
-    if value is None or not str(value).strip():
-        return None
-    text = str(value).strip().lower()
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        duration = timedelta(seconds=float(text))
-    elif (match := DURATION_RE.match(text)) and any(match.groups()):
-        hours, minutes, seconds = match.groups()
-        duration = timedelta(
-            hours=int(hours or 0), minutes=int(minutes or 0), seconds=float(seconds or 0)
-        )
-    else:
-        raise Problem(
-            400, f"{field} must be a duration such as 90s, 5m or 1h30m", "Invalid " + field
-        )
-    if duration < MIN_CANCEL_AFTER:
-        raise Problem(400, f"{field} must be at least 5 seconds", "Invalid " + field)
-    return duration
 
 
 def _predictions_of(user: User) -> Any:
@@ -106,51 +55,28 @@ def _prediction_for(request: Request, prediction_id: str) -> Prediction:
 
 
 def _create(
-    request: Request, version: Version, data: dict[str, Any], deployment: Deployment | None = None
+    request: Request,
+    data: dict[str, Any],
+    *,
+    version: Version | None = None,
+    deployment: Deployment | None = None,
 ) -> Response:
-    """The part every create endpoint shares, after it has found the version (and deployment)."""
-    user = signed_in(request.user)
-    account = acting_account(request, write=True)
-    deadline: datetime | None = None
-    lifetime = parse_duration(request.headers.get("Cancel-After"), "Cancel-After") or (
-        parse_duration(data.get("lifetime"), "lifetime")
+    """Hand a parsed create request to the one create path and render what it made. Its
+    refusals become problem documents in ``api.errors``."""
+    parse_prefer_wait(request.headers.get("Prefer"))  # a malformed header is refused before work
+    prediction = prediction_create(
+        version=version,
+        deployment=deployment,
+        input=data["input"],
+        account=acting_account(request, write=True),
+        created_by=signed_in(request.user),
+        created_by_token=request.auth if isinstance(request.auth, ApiToken) else None,
+        webhook=data.get("webhook") or "",
+        webhook_events_filter=data.get("webhook_events_filter"),
+        cancel_after=request.headers.get("Cancel-After"),
+        lifetime=data.get("lifetime"),
     )
-    if lifetime is not None:
-        deadline = timezone.now() + lifetime
-    file_errors = uploads.check_inputs(account, data["input"])
-    if file_errors:
-        raise Problem(
-            422,
-            "".join(f"- {e['field']}: {e['description']}\n" for e in file_errors),
-            "Input validation failed",
-            invalid_fields=file_errors,
-        )
-    try:
-        prediction = prediction_create(
-            version=version,
-            input=data["input"],
-            account=account,
-            created_by=user,
-            created_by_token=request.auth if isinstance(request.auth, ApiToken) else None,
-            webhook=data.get("webhook") or "",
-            webhook_events_filter=data.get("webhook_events_filter"),
-            deadline=deadline,
-            deployment=deployment,
-        )
-    except PaymentRequired as exc:
-        raise Problem(402, str(exc), "Insufficient credit") from exc
-    except InputValidationError as exc:
-        raise Problem(
-            422,
-            "".join(f"- {e.field}: {e.description}\n" for e in exc.errors),
-            "Input validation failed",
-            invalid_fields=[e.as_dict() for e in exc.errors],
-        ) from exc
-    deadlines.schedule(prediction)
-    # Already loaded: no extra query.
-    prediction.hardware = deployment.hardware if deployment else version.model.default_hardware
-    body = with_queue(prediction.to_api(), prediction)
-    return Response(body, status=201, headers={"Location": body["urls"]["get"]})
+    return created(prediction)
 
 
 class PredictionCollectionApi(APIView):
@@ -183,7 +109,7 @@ class PredictionCollectionApi(APIView):
             predictions = predictions.filter(source=source)
         paginator: CursorPage = CursorPage()
         page: list[Prediction] | None = paginator.paginate_queryset(predictions, request, view=self)
-        return paginator.get_paginated_response([with_queue(p.to_api(), p) for p in page or []])
+        return paginator.get_paginated_response([api_body(p) for p in page or []])
 
     @extend_schema(
         operation_id="predictions.create",
@@ -192,14 +118,14 @@ class PredictionCollectionApi(APIView):
         parameters=[o.PREFER, o.CANCEL_AFTER],
     )
     def post(self, request: Request) -> Response:
-        parse_prefer_wait(request.headers.get("Prefer"))  # reject a malformed header before work
+        parse_prefer_wait(request.headers.get("Prefer"))
         body = PredictionCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
         version = Version.objects.visible_to(signed_in(request.user)).resolve(data["version"])
         if version is None:
             raise Problem(422, INVALID_VERSION, "Invalid version or not permitted")
-        return _create(request, version, data)
+        return _create(request, data, version=version)
 
 
 class ModelPredictionCreateApi(APIView):
@@ -215,11 +141,7 @@ class ModelPredictionCreateApi(APIView):
     )
     def post(self, request: Request, owner: str, name: str) -> Response:
         parse_prefer_wait(request.headers.get("Prefer"))
-        model = (
-            Model.objects.visible_to(signed_in(request.user))
-            .filter(owner__username__iexact=owner, name=name)
-            .first()
-        )
+        model = Model.objects.visible_to(signed_in(request.user)).named(owner, name)
         if model is None:
             raise Problem(404, "The requested resource could not be found.")
         body = ModelPredictionCreateInput(data=request.data)
@@ -227,20 +149,17 @@ class ModelPredictionCreateApi(APIView):
         version = (
             Version.objects.select_related("model__owner", "model__default_hardware")
             .defer("openapi_schema")
-            .filter(model=model, hidden=False)
-            .order_by("-created_at")
-            .first()
+            .latest_of(model)
         )
         if version is None:
             raise Problem(422, "This model has no version to run yet", "Model has no versions")
-        return _create(request, version, body.validated_data)
+        return _create(request, body.validated_data, version=version)
 
 
 class PredictionDetailApi(APIView):
     @extend_schema(operation_id="predictions.get", responses=o.PredictionOut)
     def get(self, request: Request, prediction_id: str) -> Response:
-        prediction = _prediction_for(request, prediction_id)
-        return Response(with_queue(prediction.to_api(), prediction))
+        return Response(api_body(_prediction_for(request, prediction_id)))
 
 
 class PredictionCancelApi(APIView):
@@ -256,45 +175,15 @@ _collection_view = PredictionCollectionApi.as_view()
 _model_create_view = ModelPredictionCreateApi.as_view()
 
 
-def _load_api(prediction_id: str) -> dict[str, Any]:
-    prediction = (
-        Prediction.objects.select_related("model__owner", "version", "hardware", "instance")
-        .defer("version__openapi_schema")
-        .get(pk=prediction_id)
-    )
-    return with_queue(prediction.to_api(), prediction)
-
-
-async def _create_and_wait(view: Any, request: HttpRequest, **kwargs: Any) -> HttpResponse:
-    """Run a create view, then hold the request for ``Prefer: wait`` on the event loop."""
-    response = await sync_to_async(view)(request, **kwargs)
-    if request.method != "POST" or response.status_code != 201:
-        return response
-    wait = parse_prefer_wait(request.headers.get("Prefer"))
-    if wait is None:
-        return response
-    seconds, applied = wait
-    prediction_id = response.data["id"]
-    done = await events.await_done(prediction_id, seconds)
-    body = await sync_to_async(_load_api)(prediction_id)
-    if done is None and body["status"] not in Prediction.TERMINAL:
-        # The clients treat anything but "starting" as final and stop polling (rule 8).
-        body["status"] = Prediction.Status.STARTING
-    out = JsonResponse(body, status=201)
-    out["Location"] = body["urls"]["get"]
-    out["Preference-Applied"] = applied
-    return out
-
-
 @csrf_exempt
 async def predictions_root(request: HttpRequest) -> HttpResponse:
     """``/v1/predictions``: list (GET) and create (POST, with ``Prefer: wait``)."""
-    return await _create_and_wait(_collection_view, request)
+    return await create_and_wait(_collection_view, request)
 
 
 @csrf_exempt
 async def model_predictions_create(request: HttpRequest, owner: str, name: str) -> HttpResponse:
-    return await _create_and_wait(_model_create_view, request, owner=owner, name=name)
+    return await create_and_wait(_model_create_view, request, owner=owner, name=name)
 
 
 # The schema generator documents the DRF view each async wrapper runs.
@@ -305,7 +194,3 @@ for _wrapper, _view_class in (
 ):
     _wrapper.cls = _view_class
     _wrapper.initkwargs = {}
-
-
-# The old name of the create view, kept for anything that imported it.
-predictions_create = predictions_root

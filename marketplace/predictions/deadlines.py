@@ -1,30 +1,17 @@
 """``Cancel-After``: a prediction still queued at its deadline ends canceled without starting.
 
-A job scheduled for the deadline (on the ``default`` queue; workers run with the RQ scheduler)
-covers predictions no instance ever picks up; runners check the deadline again when they pop the
-job, and cancel a running prediction when it passes (``workers/protocol.py``). Either way the
-outcome is ``policy.deadline_passed``.
+A job scheduled for the deadline (``lifetimes.schedule_expiry``, on the ``default`` queue;
+workers run with the RQ scheduler) covers predictions no instance ever picks up; runners check
+the deadline again when they pop the job, and cancel a running prediction when it passes
+(``workers/protocol.py``). Either way the outcome is ``policy.deadline_passed``.
 """
 
 from __future__ import annotations
-
-from rq import Queue
 
 from marketplace.logcontext import prediction_context
 from marketplace.predictions import policy
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import prediction_finish
-from marketplace.redisconn import get_redis
-
-EXPIRE = "workers.jobs.predictions.expire_prediction"
-
-
-def schedule(prediction: Prediction) -> None:
-    if prediction.deadline is None:
-        return
-    Queue("default", connection=get_redis()).enqueue_at(
-        prediction.deadline, EXPIRE, prediction.pk, result_ttl=0, job_timeout=60
-    )
 
 
 def expire(prediction_id: str) -> bool:

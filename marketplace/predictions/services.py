@@ -1,82 +1,168 @@
-"""Prediction workflows: create (validate, store, queue), and the transitions runners make.
+"""Prediction workflows: the one create path, and the transitions runners make.
 
-Every transition is a conditional UPDATE on the current status with its row count checked, so two
-runners, a late Cog webhook or a cancel racing a finish can never both win.
+``prediction_create`` is the only way a prediction comes to exist: every ``/v1`` create endpoint
+(by version, by model, by deployment), the playground, MCP and trainings call it. It decides,
+once each and before anything is written: the deadline (``Cancel-After``/``lifetime``), the
+input (validated once against the version's schema), the files the input names (the caller's
+own only), the URLs the platform would fetch (``outbound``), and the hardware (the deployment's,
+else the model's); then, in one transaction, the billing reservation, the row and the run count;
+and on commit it queues the prediction and schedules its deadline. A refusal raises a
+``refusals.CreateRefused`` with nothing stored, queued or billed. Views parse and render only.
+
+Every transition after that is a conditional UPDATE on the current status with its row count
+checked, so two runners, a late Cog webhook or a cancel racing a finish can never both win.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import redis
+from django.core.files import File
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from marketplace.accounts.models import Account, ApiToken, User
+from marketplace.billing import services as billing
+from marketplace.billing.services import PaymentRequired
 from marketplace.catalog import schema
 from marketplace.catalog.models import Model, Version
-from marketplace.deployments.models import Deployment
-from marketplace.predictions import events, outbound, webhooks
+from marketplace.deployments.models import Deployment, hardware_for
+from marketplace.predictions import events, lifetimes, outbound, uploads, webhooks
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.policy import Outcome
+from marketplace.predictions.refusals import CreateRefused, InputValidationError, InvalidParameter
 from marketplace.predictions.secrets import seal
+from marketplace.scheduling import pools, starts
 
 logger = logging.getLogger(__name__)
 
 Status = Prediction.Status
 ACTIVE = (Status.STARTING, Status.PROCESSING)
+# Stands in for a file being uploaded with the request while the input is validated, before
+# anything is stored (a URL, as file inputs are).
+PENDING_UPLOAD = "https://uploads.invalid/pending"
 
-
-class InputValidationError(Exception):
-    def __init__(self, errors: list[schema.FieldError]):
-        super().__init__("; ".join(e.description for e in errors))
-        self.errors = errors
-
-
-class PaymentRequired(Exception):
-    """The account cannot pay for this prediction (balance, spend cap or a failed invoice).
-
-    Raised by billing before anything is stored or queued; the API answers 402.
-    """
+__all__ = [
+    "CreateRefused",
+    "InputValidationError",
+    "InvalidParameter",
+    "PaymentRequired",
+    "prediction_create",
+]
 
 
 def prediction_create(
     *,
-    version: Version,
     input: Any,
     account: Account,
     created_by: User | None,
+    version: Version | None = None,
+    deployment: Deployment | None = None,
     created_by_token: ApiToken | None = None,
     source: str = Prediction.Source.API,
     webhook: str = "",
     webhook_events_filter: list[str] | None = None,
-    deadline: datetime | None = None,
-    deployment: Deployment | None = None,
+    cancel_after: str | None = None,
+    lifetime: str | None = None,
+    uploads_by_field: Mapping[str, Sequence[File]] | None = None,
 ) -> Prediction:
-    """Validate the input against the version's schema, store the prediction, queue it on commit.
+    """Create a prediction of ``version`` — or of ``deployment``'s current release, on its
+    hardware and its own pool — billed to ``account``.
 
-    Invalid input raises InputValidationError before anything is written or queued, and so do
-    a webhook or URL inputs pointing at internal addresses (``outbound``). A deployment's
-    prediction runs on the deployment's hardware and queues on its own pool.
+    The caller found ``version``/``deployment`` through an access-checked selector. ``input``
+    may hold ``PENDING_UPLOAD`` where ``uploads_by_field`` (the playground's files, per input
+    field) are to go; they are stored only once everything else is known to be fine, and
+    removed again if the create fails after all.
     """
+    if deployment is not None:
+        version = deployment.version
+    if version is None:
+        raise ValueError("prediction_create needs a version or a deployment")
+    deadline = lifetimes.deadline_from(cancel_after=cancel_after, lifetime=lifetime)
     normalized, errors = version.validate_input(input)
-    errors += outbound.check(version.schema, normalized, webhook)
+    checked = _without_pending(normalized)
+    errors += [
+        schema.FieldError(e["field"], e["type"], e["description"])
+        for e in uploads.check_inputs(account, checked)
+    ]
+    errors += outbound.check(version.schema, checked, webhook)
     if errors:
         raise InputValidationError(errors)
+    hardware = hardware_for(version, deployment)
+    stored = _store_uploads(normalized, uploads_by_field or {})
+    try:
+        prediction = _insert(
+            version=version,
+            deployment=deployment,
+            hardware=hardware,
+            normalized=normalized,
+            account=account,
+            created_by=created_by,
+            created_by_token=created_by_token,
+            source=source,
+            webhook=webhook,
+            webhook_events_filter=webhook_events_filter,
+            deadline=deadline,
+        )
+    except BaseException:
+        uploads.delete_stored(stored)
+        raise
+    logger.info("created for %s (%s)", version, source, extra={"prediction_id": prediction.id})
+    return prediction
+
+
+def _without_pending(normalized: dict[str, Any]) -> dict[str, Any]:
+    """The input without the stand-ins for files still to be stored: what the file and outbound
+    checks look at (every other value, URLs beside uploads in a list included)."""
+    out: dict[str, Any] = {}
+    for key, value in normalized.items():
+        if value == PENDING_UPLOAD:
+            continue
+        if isinstance(value, list):
+            value = [item for item in value if item != PENDING_UPLOAD]
+        out[key] = value
+    return out
+
+
+def _store_uploads(normalized: dict[str, Any], files: Mapping[str, Sequence[File]]) -> list[str]:
+    """Store the request's files and put their references where ``PENDING_UPLOAD`` stood."""
+    stored: list[str] = []
+    for field, items in files.items():
+        references = [uploads.store_input_file(item) for item in items]
+        stored += references
+        value = normalized.get(field)
+        if isinstance(value, list):
+            normalized[field] = references + value[len(references) :]
+        elif references:
+            normalized[field] = references[0]
+    return stored
+
+
+def _insert(
+    *,
+    version: Version,
+    deployment: Deployment | None,
+    hardware: Any,
+    normalized: dict[str, Any],
+    account: Account,
+    created_by: User | None,
+    created_by_token: ApiToken | None,
+    source: str,
+    webhook: str,
+    webhook_events_filter: list[str] | None,
+    deadline: datetime | None,
+) -> Prediction:
     secret_values = {k: normalized[k] for k in version.secret_fields() if k in normalized}
     model = version.model
-    from marketplace.billing import services as billing  # billing imports PaymentRequired
-
     with transaction.atomic():
         # Raises PaymentRequired; holds the account's billing row until commit.
         hold = billing.reserve(
-            version=version,
-            account=account,
-            token=created_by_token,
-            hardware=deployment.hardware if deployment else None,
+            version=version, account=account, token=created_by_token, hardware=hardware
         )
         prediction = Prediction.objects.create(
             model=model,
@@ -84,7 +170,7 @@ def prediction_create(
             account=account,
             created_by=created_by,
             created_by_token=created_by_token,
-            hardware_id=deployment.hardware_id if deployment else model.default_hardware_id,
+            hardware=hardware,
             deployment=deployment,
             source=source,
             input=schema.redact(version.schema, normalized),
@@ -95,14 +181,7 @@ def prediction_create(
         hold.attach(prediction)
         Model.objects.filter(pk=model.pk).update(run_count=F("run_count") + 1)
         sealed = seal(secret_values)
-        sku = deployment.hardware.sku if deployment else model.default_hardware.sku
-        transaction.on_commit(lambda: _dispatch(prediction, sku, sealed))
-    logger.info(
-        "created for %s (%s)",
-        version,
-        source,
-        extra={"prediction_id": prediction.id},
-    )
+        transaction.on_commit(lambda: _dispatch(prediction, hardware.sku, sealed))
     # The objects the caller serializes come from memory, not extra queries.
     prediction.model = model
     prediction.version = version
@@ -110,8 +189,7 @@ def prediction_create(
 
 
 def _dispatch(prediction: Prediction, sku: str, sealed_secrets: str | None) -> None:
-    from marketplace.scheduling import pools, starts
-
+    """Queue the committed prediction and schedule its deadline."""
     pool = pools.pool_of(version_id=prediction.version_id, deployment_id=prediction.deployment_id)
     try:
         starts.enqueue(
@@ -127,6 +205,12 @@ def _dispatch(prediction: Prediction, sku: str, sealed_secrets: str | None) -> N
         # is true, and the reconciler queues it again once it has waited PREDICTION_STUCK_SECONDS.
         # A platform fault never fails a prediction that had not started.
         logger.exception("could not queue prediction %s; the reconciler will", prediction.id)
+    if prediction.deadline is not None:
+        try:
+            lifetimes.schedule_expiry(prediction.id, prediction.deadline)
+        except redis.RedisError:
+            # The reconciler cancels a queued prediction past its deadline all the same.
+            logger.exception("could not schedule the deadline of %s", prediction.id)
 
 
 def prediction_claim(
@@ -164,8 +248,6 @@ def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
     """Move an active prediction to a terminal status; False if it had already ended."""
     if outcome.status not in Prediction.TERMINAL:
         raise ValueError(f"{outcome.status} is not a terminal status")
-    from marketplace.billing import services as billing
-
     now = timezone.now()
     with transaction.atomic():
         prediction = (
@@ -217,8 +299,6 @@ def _announce_done(prediction_id: str, outcome: Outcome) -> None:
 
 def prediction_cancel(prediction: Prediction) -> Prediction:
     """Cancel: a queued prediction ends at once; a running one is stopped by its runner."""
-    from marketplace.scheduling import pools
-
     if prediction.status == Status.STARTING:
         pool = pools.pool_of(
             version_id=prediction.version_id, deployment_id=prediction.deployment_id

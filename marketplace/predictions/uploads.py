@@ -15,15 +15,18 @@ import hashlib
 import hmac
 import logging
 import os
+import secrets
 import time
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from django.conf import settings
-from django.core.files.storage import Storage
+from django.core.files import File
+from django.core.files.storage import Storage, default_storage
 from django.db import models
 from django.utils import timezone
+from django.utils.text import get_valid_filename
 
 from marketplace import storage
 from marketplace.accounts.models import Account, User
@@ -221,6 +224,22 @@ def resolve_inputs(payload: dict[str, Any]) -> dict[str, Any]:
         )
     resolved: dict[str, Any] = _replace(payload, urls)
     return resolved
+
+
+def store_input_file(upload: File) -> str:
+    """Store a file sent with a create (the playground's uploads) under a random path; return
+    its reference (``storage.reference``), which the runner signs for the model server."""
+    filename = get_valid_filename((upload.name or "upload").rsplit("/", 1)[-1])[-100:] or "upload"
+    name = default_storage.save(f"uploads/{secrets.token_urlsafe(16)}/{filename}", upload)
+    return storage.reference(name)
+
+
+def delete_stored(references: list[str]) -> None:
+    """Remove files ``store_input_file`` stored for a create that then failed."""
+    for reference in references:
+        name = storage.name_of(reference)
+        if name:
+            storage.delete(name)
 
 
 def _remove_empty_parent(storage: Storage, name: str) -> None:

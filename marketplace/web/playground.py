@@ -3,23 +3,18 @@ input ("Tweak it") or a submission; uploads stored where Cog can fetch them."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
-from django.utils.text import get_valid_filename
 
 from marketplace.catalog import formspec
 from marketplace.catalog.formspec import Field
 from marketplace.catalog.schema import REDACTED, FieldError
 
 URL_SUFFIX = "__url"
-# Stands in for an upload while the rest of the input is validated, before anything is stored.
-PENDING_UPLOAD = "https://uploads.invalid/pending"
 
 
 @dataclass
@@ -100,13 +95,6 @@ def upload_error(upload: UploadedFile) -> str:
     if (upload.size or 0) > limit:
         return f"{upload.name} is larger than the {limit // 1024**2} MB upload limit."
     return ""
-
-
-def store_upload(upload: UploadedFile) -> str:
-    """Save an upload under a random path; return the absolute URL Cog downloads it from."""
-    filename = get_valid_filename((upload.name or "upload").rsplit("/", 1)[-1])[-100:] or "upload"
-    name = default_storage.save(f"uploads/{secrets.token_urlsafe(16)}/{filename}", upload)
-    return f"{settings.PUBLIC_URL}{settings.MEDIA_URL}{name}"
 
 
 def example_input(fields: Sequence[Field]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from django.test import Client
 
 from marketplace.predictions import events
 from marketplace.predictions.services import Outcome, prediction_create, prediction_finish
+from marketplace.scheduling import placement
 from tests.factories import publish
 
 pytestmark = pytest.mark.slow
@@ -74,6 +75,7 @@ def test_event_stream_replays_from_last_event_id_and_hides_from_outsiders(
 def test_a_queued_prediction_reports_its_queue_position(start_web: Any, user: Any) -> None:
     version = publish(user, "hello", "hello")
     web = start_web()
+    placement.report_room("elsewhere", {"cpu": 1}, ttl=60)  # a host that could take it
     first = prediction_create(version=version, input={}, account=user.account, created_by=user)
     second = prediction_create(version=version, input={}, account=user.account, created_by=user)
     assert [first.status, second.status] == ["starting", "starting"]

@@ -8,7 +8,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -23,6 +22,7 @@ from marketplace.catalog.models import Model, Version
 from marketplace.deployments.transparency import timing_summary
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import (
+    PENDING_UPLOAD,
     InputValidationError,
     PaymentRequired,
     prediction_create,
@@ -131,46 +131,34 @@ def run(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     submission = formspec.parse_submission(fields, dict(request.POST.lists()))
     errors = dict(submission.errors)
     payload: dict[str, Any] = dict(submission)
-    uploads: dict[str, list[Any]] = {}
+    files: dict[str, list[Any]] = {}
     for f in fields:
         if f.widget not in (formspec.FILE, formspec.FILES):
             continue
-        files = request.FILES.getlist(f.name)
+        sent = request.FILES.getlist(f.name)
         urls = [
             u.strip() for u in request.POST.getlist(f.name + playground.URL_SUFFIX) if u.strip()
         ]
-        for upload in files:
+        for upload in sent:
             if message := playground.upload_error(upload):
                 errors[f.name] = message
-        if files:
-            uploads[f.name] = list(files)
-            pending = [playground.PENDING_UPLOAD] * len(files)
+        if sent:
+            files[f.name] = list(sent)
+            pending = [PENDING_UPLOAD] * len(sent)
             payload[f.name] = pending[0] if f.widget == formspec.FILE else pending + urls
         elif urls:
             payload[f.name] = urls[0] if f.widget == formspec.FILE else urls
-    if not errors:
-        # Validate before storing uploads, so a mistake elsewhere in the form leaves nothing.
-        _, invalid = version.validate_input(payload)
-        errors = playground.field_errors(invalid)
     payment_required = False
     if not errors:
-        stored: list[str] = []
-        for field_name, files in uploads.items():
-            urls = [playground.store_upload(upload) for upload in files]
-            stored.extend(urls)
-            current = payload[field_name]
-            payload[field_name] = (
-                urls[0] if isinstance(current, str) else urls + current[len(urls) :]
-            )
         try:
-            with transaction.atomic():
-                prediction = prediction_create(
-                    version=version,
-                    input=payload,
-                    account=account,
-                    created_by=user,
-                    source=Prediction.Source.WEB,
-                )
+            prediction = prediction_create(
+                version=version,
+                input=payload,
+                account=account,
+                created_by=user,
+                source=Prediction.Source.WEB,
+                uploads_by_field=files,
+            )
         except InputValidationError as exc:
             errors = playground.field_errors(exc.errors)
         except PaymentRequired as exc:
@@ -178,7 +166,6 @@ def run(request: HttpRequest, owner: str, name: str) -> HttpResponse:
             payment_required = True
         else:
             return redirect("prediction", prediction_id=prediction.pk)
-        _delete_uploads(stored)
     values = playground.raw_values(fields, request.POST)
     return _playground(
         request, model, version, values, errors, status=422, payment_required=payment_required
@@ -199,12 +186,6 @@ def cost_line(model: Model, version: Version) -> str:
 def _dollars(amount: str) -> str:
     whole, _, fraction = format(Decimal(amount).normalize(), "f").partition(".")
     return f"{whole}.{fraction.ljust(2, '0')}"
-
-
-def _delete_uploads(urls: list[str]) -> None:
-    prefix = f"{settings.PUBLIC_URL}{settings.MEDIA_URL}"
-    for url in urls:
-        default_storage.delete(url.removeprefix(prefix))
 
 
 def model_api(request: HttpRequest, owner: str, name: str) -> HttpResponse:

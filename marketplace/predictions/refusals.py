@@ -1,0 +1,29 @@
+"""Why a create is refused. Raised by the one create path (``services.prediction_create``) and
+the billing reservation before anything is stored, queued or billed; the API turns each into a
+problem document (``api.errors``), the playground into messages beside its fields."""
+
+from __future__ import annotations
+
+from marketplace.catalog.schema import FieldError
+
+
+class CreateRefused(Exception):
+    """A create that cannot go ahead; nothing was written."""
+
+
+class InputValidationError(CreateRefused):
+    """The input (or a webhook, or a file it names) is not acceptable: 422, field by field."""
+
+    def __init__(self, errors: list[FieldError]):
+        super().__init__("; ".join(e.description for e in errors))
+        self.errors = errors
+
+
+class InvalidParameter(CreateRefused):
+    """A request parameter other than the input is malformed (``Cancel-After``, ``lifetime``): 400
+    naming it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field} {message}")
+        self.field = field
+        self.message = message
