@@ -48,14 +48,25 @@ class Problem(exceptions.APIException):
         self.extra = extra
         super().__init__(detail)
 
+    @classmethod
+    def for_fields(
+        cls,
+        fields: list[dict[str, str]],
+        title: str = "Input validation failed",
+        status_code: int = 422,
+    ) -> Problem:
+        """Field errors (``{type, field, description}``): a line per field in ``detail``."""
+        detail = "".join(f"- {f['field']}: {f['description']}\n" for f in fields)
+        return cls(status_code, detail, title, invalid_fields=fields)
+
 
 def field_problem(
     fields: list[dict[str, str]], title: str = "Input validation failed", status_code: int = 422
 ) -> Response:
     """The one problem document for field errors: a line per field in ``detail``, and
     ``invalid_fields`` as ``{type, field, description}``."""
-    detail = "".join(f"- {f['field']}: {f['description']}\n" for f in fields)
-    return problem(status_code, detail, title, invalid_fields=fields)
+    exc = Problem.for_fields(fields, title, status_code)
+    return problem(exc.status_code, str(exc.detail), exc.title, **exc.extra)
 
 
 def refusal_problem(exc: CreateRefused) -> Response:

@@ -21,6 +21,7 @@ from marketplace.accounts.validators import NAMESPACE_RE
 from marketplace.api.errors import Problem
 from marketplace.api.pagination import CursorPage
 from marketplace.audit.models import AuditEvent
+from marketplace.isotime import iso
 
 PAGE_SIZE = 50
 # Names are looked up case-insensitively, as everywhere.
@@ -47,11 +48,9 @@ def _events() -> QuerySet[AuditEvent]:
 
 
 def to_api(event: AuditEvent) -> dict[str, Any]:
-    from marketplace.predictions.models import _iso
-
     return {
         "id": event.pk,
-        "created_at": _iso(event.created_at),
+        "created_at": iso(event.created_at),
         "action": event.action,
         "actor": event.actor.username if event.actor else None,
         "account": event.account.username if event.account else None,

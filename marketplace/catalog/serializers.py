@@ -7,13 +7,14 @@ from typing import Any
 from rest_framework import serializers
 
 from marketplace.catalog.models import Collection, Hardware, Model, Version
-from marketplace.predictions.models import Prediction, _iso
+from marketplace.isotime import iso
+from marketplace.predictions.models import Prediction
 
 
 def version_to_api(version: Version) -> dict[str, Any]:
     return {
         "id": version.id,
-        "created_at": _iso(version.created_at),
+        "created_at": iso(version.created_at),
         "cog_version": version.cog_version or "",
         "openapi_schema": version.schema,
     }
@@ -38,7 +39,7 @@ def model_to_api(
         "run_count": model.run_count,
         "cover_image_url": model.cover_image_url,
         "is_official": False,
-        "created_at": _iso(model.created_at),
+        "created_at": iso(model.created_at),
         "default_example": example.to_api() if example else None,
         "latest_version": version_to_api(latest) if latest else None,
     }

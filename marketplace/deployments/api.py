@@ -79,12 +79,7 @@ PrewarmOut = inline_serializer(
 
 def _invalid(exc: config.DeploymentInvalid) -> Problem:
     fields = [{"type": "invalid", "field": f, "description": m} for f, m in exc.errors.items()]
-    return Problem(
-        422,
-        "".join(f"- {f}: {m}\n" for f, m in exc.errors.items()),
-        "Invalid deployment",
-        invalid_fields=fields,
-    )
+    return Problem.for_fields(fields, "Invalid deployment")
 
 
 def _body(request: Request) -> dict[str, Any]:

@@ -20,8 +20,10 @@ from marketplace import audit
 from marketplace.accounts.models import Account, AnyUser, User, member_accounts
 from marketplace.catalog.models import Hardware, Model, Version
 from marketplace.deployments.models import Deployment, DeploymentRelease, Instance
-from marketplace.predictions.models import Prediction, _iso
+from marketplace.isotime import iso
+from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import Outcome, prediction_finish
+from marketplace.scheduling import instances, pools, starts
 
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?\Z")
 FIELDS = ("version", "hardware", "min_instances", "max_instances", "idle_timeout")
@@ -143,9 +145,8 @@ def deployment_create(*, user: User, owner: Account, data: dict[str, Any]) -> De
     model_owner, _, model_name = model_ref.partition("/")
     model = (
         Model.objects.visible_to(user)
-        .filter(owner__username__iexact=model_owner, name=model_name)
         .select_related("owner", "default_hardware")
-        .first()
+        .named(model_owner, model_name)
     )
     if model is None:
         errors["model"] = f"no such model {model_ref!r} (give it as owner/name)"
@@ -221,8 +222,6 @@ def deployment_update(*, user: User, deployment: Deployment, data: dict[str, Any
 def deployment_delete(*, user: User, deployment: Deployment) -> None:
     """Delete: its queued predictions end canceled (never started, never billed) and its
     instances are retired (they finish what they run)."""
-    from marketplace.scheduling import instances, pools
-
     pool = pools.deployment_pool(deployment.pk)
     instance_ids = list(
         Instance.objects.filter(deployment=deployment, state__in=Instance.LIVE).values_list(
@@ -240,8 +239,6 @@ def deployment_delete(*, user: User, deployment: Deployment) -> None:
 def prewarm(*, pool: str, version: Version, sku: str, wanted: int, ceiling: int) -> dict[str, int]:
     """Start instances ahead of traffic so that ``wanted`` (at most ``ceiling``) are live or on
     their way. They stay while busy and stop after their idle timeout like any other."""
-    from marketplace.scheduling import instances, starts
-
     wanted = min(wanted, ceiling)
     state = instances.states([pool])[pool]
     have = len(state.live) + state.starting
@@ -261,7 +258,7 @@ def to_api(deployment: Deployment, release: DeploymentRelease | None = None) -> 
             "number": release.number if release else 1,
             "model": deployment.model.full_name,
             "version": deployment.version_id,
-            "created_at": _iso(release.created_at if release else deployment.created_at),
+            "created_at": iso(release.created_at if release else deployment.created_at),
             "created_by": {
                 "type": "user",
                 "username": account.username if account else "",

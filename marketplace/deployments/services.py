@@ -23,6 +23,7 @@ from marketplace.predictions import policy
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.policy import Outcome, StopCause
 from marketplace.predictions.services import prediction_finish
+from marketplace.scheduling import instances, pools, starts
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +81,6 @@ def instance_write_off(
     restarted): record that it ended and why, end the predictions it was running with
     ``outcome`` (they had started; what is still queued stays queued), forget it in its pool,
     and ask for a successor when its pool still has work. Returns the predictions it ended."""
-    from marketplace.scheduling import instances, pools, starts
-
     Instance.objects.filter(pk=instance.pk, state__in=Instance.LIVE).update(
         state=Instance.State.FAILED,
         stopped_at=timezone.now(),

@@ -26,7 +26,8 @@ from django.utils import timezone
 
 from marketplace.catalog.models import Model
 from marketplace.deployments.models import Instance
-from marketplace.predictions.models import Prediction, _iso
+from marketplace.isotime import iso
+from marketplace.predictions.models import Prediction
 from marketplace.scheduling import instances, placement, pools
 
 QUEUED = "queued"
@@ -69,7 +70,7 @@ def queue_info(prediction: Prediction) -> dict[str, Any] | None:
         waiting = phase == STARTING_INSTANCE and not (state.booting or state.setup)
         if waiting and placement.room_for(prediction.hardware.sku) <= 0:
             phase, wait = WAITING_FOR_CAPACITY, None
-    estimate = None if wait is None else _iso(timezone.now() + timedelta(seconds=wait))
+    estimate = None if wait is None else iso(timezone.now() + timedelta(seconds=wait))
     return {"position": position, "estimated_start_at": estimate, "phase": phase}
 
 

@@ -46,7 +46,7 @@ def _predictions_of(user: User) -> Any:
     )
 
 
-def _prediction_for(request: Request, prediction_id: str) -> Prediction:
+def prediction_of_caller(request: Request, prediction_id: str) -> Prediction:
     """The prediction if the caller's account owns it; 404 for everyone else."""
     prediction = _predictions_of(signed_in(request.user)).filter(pk=prediction_id).first()
     if prediction is None:
@@ -159,13 +159,13 @@ class ModelPredictionCreateApi(APIView):
 class PredictionDetailApi(APIView):
     @extend_schema(operation_id="predictions.get", responses=o.PredictionOut)
     def get(self, request: Request, prediction_id: str) -> Response:
-        return Response(api_body(_prediction_for(request, prediction_id)))
+        return Response(api_body(prediction_of_caller(request, prediction_id)))
 
 
 class PredictionCancelApi(APIView):
     @extend_schema(operation_id="predictions.cancel", request=None, responses=o.PredictionOut)
     def post(self, request: Request, prediction_id: str) -> Response:
-        prediction = _prediction_for(request, prediction_id)
+        prediction = prediction_of_caller(request, prediction_id)
         acting_account(request, write=True)
         prediction = prediction_cancel(prediction)
         return Response(prediction.to_api())

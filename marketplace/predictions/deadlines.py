@@ -12,12 +12,11 @@ from marketplace.logcontext import prediction_context
 from marketplace.predictions import policy
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import prediction_finish
+from marketplace.scheduling import pools
 
 
 def expire(prediction_id: str) -> bool:
     """End the prediction as canceled if it has not started. True if it did."""
-    from marketplace.scheduling import pools
-
     with prediction_context(prediction_id):
         prediction = (
             Prediction.objects.filter(pk=prediction_id)

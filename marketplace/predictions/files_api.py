@@ -88,13 +88,16 @@ class FileCollectionApi(APIView):
     def post(self, request: Request) -> Response:
         content = request.FILES.get("content")
         if content is None:
-            raise Problem(
-                400,
-                "- content: a file part named 'content' is required\n",
-                "Invalid request",
-                invalid_fields=[
-                    {"type": "required", "field": "content", "description": "required"}
+            raise Problem.for_fields(
+                [
+                    {
+                        "type": "required",
+                        "field": "content",
+                        "description": "a file part named 'content' is required",
+                    }
                 ],
+                "Invalid request",
+                400,
             )
         if content.size is not None and content.size > settings.FILES_MAX_BYTES:
             raise _too_large()

@@ -7,7 +7,7 @@ UPDATE on the current status, so a late or duplicate event can never move a pred
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -17,6 +17,7 @@ from django.utils import timezone
 from marketplace import storage
 from marketplace.accounts.models import Account, User
 from marketplace.catalog.models import Hardware, Model, Version
+from marketplace.isotime import iso
 from marketplace.predictions.ids import new_capability_token, new_prediction_id
 
 
@@ -157,7 +158,7 @@ class Prediction(models.Model):
             "data_removed": self.data_removed,
             "error": self.error,
             "status": self.status,
-            "created_at": _iso(self.created_at),
+            "created_at": iso(self.created_at),
             "urls": self.urls,
             "source": self.source,
             "metrics": self._api_metrics(),
@@ -166,11 +167,11 @@ class Prediction(models.Model):
             "cost": None if self.cost is None else f"{self.cost:f}",
         }
         if self.started_at:
-            data["started_at"] = _iso(self.started_at)
+            data["started_at"] = iso(self.started_at)
         if self.completed_at:
-            data["completed_at"] = _iso(self.completed_at)
+            data["completed_at"] = iso(self.completed_at)
         if self.deadline:
-            data["deadline"] = _iso(self.deadline)
+            data["deadline"] = iso(self.deadline)
         if self.webhook:
             data["webhook"] = self.webhook
             data["webhook_events_filter"] = self.webhook_events_filter
@@ -191,10 +192,6 @@ class Prediction(models.Model):
 
 def _same(value: Any) -> Any:
     return value
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # Models defined beside their logic; imported here so that Django registers them.

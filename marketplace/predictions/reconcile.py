@@ -41,6 +41,7 @@ from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import prediction_finish
 from marketplace.predictions.webhooks import WebhookDelivery
 from marketplace.redisconn import get_redis
+from marketplace.scheduling import pools, starts
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +113,6 @@ def run_periodically() -> Report | None:
 
 # --- starting --------------------------------------------------------------------------------
 def _starting(now: datetime, report: Report) -> None:
-    from marketplace.scheduling import pools, starts
-
     for pid in Prediction.objects.filter(
         status=Status.STARTING, deadline__lt=now - timedelta(seconds=1)
     ).values_list("pk", flat=True):

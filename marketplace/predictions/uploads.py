@@ -30,6 +30,7 @@ from django.utils.text import get_valid_filename
 
 from marketplace import storage
 from marketplace.accounts.models import Account, User
+from marketplace.isotime import iso
 from marketplace.predictions.ids import new_capability_token, new_prediction_id
 
 logger = logging.getLogger(__name__)
@@ -80,8 +81,6 @@ class UploadedFile(models.Model):
         return f"{settings.PUBLIC_URL}/v1/files/{self.id}"
 
     def to_api(self) -> dict[str, Any]:
-        from marketplace.predictions.models import _iso
-
         return {
             "id": self.id,
             "name": self.name,
@@ -90,8 +89,8 @@ class UploadedFile(models.Model):
             "etag": self.md5,
             "checksums": {"sha256": self.sha256, "md5": self.md5},
             "metadata": self.metadata,
-            "created_at": _iso(self.created_at),
-            "expires_at": _iso(self.expires_at),
+            "created_at": iso(self.created_at),
+            "expires_at": iso(self.expires_at),
             "urls": {"get": self.api_url},
         }
 

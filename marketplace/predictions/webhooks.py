@@ -25,6 +25,7 @@ from rq import Queue
 from standardwebhooks.webhooks import Webhook
 
 from marketplace import netguard, storage
+from marketplace.isotime import iso
 from marketplace.logcontext import prediction_context
 from marketplace.redisconn import get_redis
 
@@ -75,16 +76,14 @@ class WebhookDelivery(models.Model):
         return self.event == COMPLETED
 
     def to_api(self) -> dict[str, Any]:
-        from marketplace.predictions.models import _iso
-
         return {
             "id": self.message_id,
             "event": self.event,
             "url": self.url,
             "status": self.status,
-            "created_at": _iso(self.created_at),
-            "delivered_at": _iso(self.delivered_at) if self.delivered_at else None,
-            "next_attempt_at": _iso(self.next_attempt_at) if self.next_attempt_at else None,
+            "created_at": iso(self.created_at),
+            "delivered_at": iso(self.delivered_at) if self.delivered_at else None,
+            "next_attempt_at": iso(self.next_attempt_at) if self.next_attempt_at else None,
             "attempts": [a.to_api() for a in self.attempts.all()],
         }
 
@@ -109,10 +108,8 @@ class WebhookAttempt(models.Model):
         return self.response_status is not None and 200 <= self.response_status < 300
 
     def to_api(self) -> dict[str, Any]:
-        from marketplace.predictions.models import _iso
-
         return {
-            "attempted_at": _iso(self.attempted_at),
+            "attempted_at": iso(self.attempted_at),
             "response_status": self.response_status,
             "error": self.error or None,
             "duration_ms": self.duration_ms,

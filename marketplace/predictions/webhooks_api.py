@@ -10,14 +10,14 @@ from rest_framework.views import APIView
 from marketplace.api import openapi as o
 from marketplace.api.authentication import acting_account
 from marketplace.api.errors import Problem
-from marketplace.predictions.api import _prediction_for
+from marketplace.predictions.api import prediction_of_caller
 from marketplace.predictions.webhooks import WebhookDelivery, redeliver
 
 
 class WebhookDeliveryListApi(APIView):
     @extend_schema(operation_id="predictions.webhooks.list", responses=o.DeliveryList)
     def get(self, request: Request, prediction_id: str) -> Response:
-        prediction = _prediction_for(request, prediction_id)
+        prediction = prediction_of_caller(request, prediction_id)
         deliveries = prediction.webhook_deliveries.prefetch_related("attempts")
         return Response({"results": [d.to_api() for d in deliveries]})
 
@@ -27,7 +27,7 @@ class WebhookRedeliverApi(APIView):
         operation_id="predictions.webhooks.redeliver", request=None, responses={202: o.DeliveryOut}
     )
     def post(self, request: Request, prediction_id: str, message_id: str) -> Response:
-        prediction = _prediction_for(request, prediction_id)
+        prediction = prediction_of_caller(request, prediction_id)
         acting_account(request, write=True)
         delivery = WebhookDelivery.objects.filter(
             prediction=prediction, message_id=message_id

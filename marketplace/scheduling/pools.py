@@ -29,10 +29,6 @@ def pool_of(*, version_id: str, deployment_id: int | None) -> str:
     return deployment_pool(deployment_id) if deployment_id else version_pool(version_id)
 
 
-def deployment_id_of(pool: str) -> int | None:
-    return int(pool.split(":", 1)[1]) if pool.startswith("deployment:") else None
-
-
 def prefix(pool: str) -> str:
     return f"mk:pool:{pool}:"
 

@@ -115,8 +115,3 @@ def setup_started(pool: str, request_id: str) -> None:
     pipe.zrem(p + "booting", request_id)
     pipe.zadd(p + "setup", {request_id: time.time() + request_ttl()})
     pipe.execute()
-
-
-def waiting_count(sku: str) -> int:
-    """Start requests of this hardware no agent has taken yet."""
-    return hardware_queue(sku).count

@@ -14,8 +14,7 @@ def model_for(user: AnyUser, owner: str, name: str) -> Model:
     model = (
         Model.objects.visible_to(user)
         .select_related("owner", "default_hardware")
-        .filter(owner__username__iexact=owner, name=name)
-        .first()
+        .named(owner, name)
     )
     if model is None:
         raise Http404("No such model")
