@@ -24,6 +24,7 @@ from PIL import Image
 from marketplace.catalog.management.commands.seed_demo import DEMO_MODELS
 from marketplace.deployments.models import Instance
 from tests.conftest import BASE_DIR, child_env, wait_for
+from tests.factories import cpu
 from workers.runtimes.base import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -47,6 +48,7 @@ def png() -> io.BytesIO:
 
 
 def test_a_new_user_runs_every_demo_model_in_turn(tmp_path: Path, settings: Any) -> None:
+    cpu()  # the hardware a fresh database has (transactional tests flush the seeded rows)
     settings.DEBUG = True  # seed_demo is for development, as `make run` is
     out = io.StringIO()
     call_command("seed_demo", stdout=out, stderr=io.StringIO())
