@@ -6,9 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export DEBUG ?= 1
 
-# The suite talks to real PostgreSQL and Redis (.ci/run starts them); override for another setup.
-TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
-TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+# The suite's own PostgreSQL database and Redis database. `make test` installs and starts what they
+# need (scripts/services); the suite reads only these, never DATABASE_URL / REDIS_URL (make run's).
+export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+export TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 .PHONY: run test chaos lint format migrations-check seed install clean bench registry
 
@@ -37,13 +38,18 @@ seed: $(STAMP)
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py seed_demo
 
-test: $(STAMP)
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
+# Packages and services first: the venv needs python3.11-venv.
+test:
+	scripts/services
+	@$(MAKE) -s install
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Kills workers, agents, a Cog server and (its own) Redis under load; prints the figures.
 # CHAOS_PREDICTIONS (default 1000) and CHAOS_RATE (per second, default 60) size it.
-chaos: $(STAMP)
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest -m chaos -s tests/chaos $(PYTEST_ARGS)
+chaos:
+	scripts/services
+	@$(MAKE) -s install
+	$(PY) -m pytest -m chaos -s tests/chaos $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

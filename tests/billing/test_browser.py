@@ -32,7 +32,7 @@ def open_page() -> Iterator[Callable[[], Any]]:
     """Launch Chromium on demand: after the test's database work, because while Playwright's
     event loop runs in this thread Django hands out a separate, never-closed connection."""
     if not os.path.exists(CHROMIUM):
-        pytest.fail("Chromium is missing: apt-get install chromium (.ci/run does)")
+        pytest.fail("Chromium is missing: apt-get install chromium (make test does)")
     from playwright.sync_api import sync_playwright
 
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")

@@ -24,7 +24,7 @@ GUARDED = {"DJANGO_ALLOW_ASYNC_UNSAFE": ""}
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
-        pytest.fail("Chromium is missing: apt-get install chromium (.ci/run does)")
+        pytest.fail("Chromium is missing: apt-get install chromium (make test does)")
     from playwright.sync_api import sync_playwright
 
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")

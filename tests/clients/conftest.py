@@ -14,7 +14,7 @@ JS_DIR = Path(__file__).resolve().parent / "js"
 def js_client() -> Path:
     """The pinned JS client installed with ``npm ci`` (again only when the lockfile changed)."""
     if shutil.which("npm") is None or shutil.which("node") is None:
-        pytest.fail("Node.js and npm are needed for the JS client tests (.ci/run installs them)")
+        pytest.fail("Node.js and npm are needed for the JS client tests (make test installs them)")
     lock = JS_DIR / "package-lock.json"
     stamp = JS_DIR / "node_modules" / ".lock-sha256"
     digest = hashlib.sha256(lock.read_bytes()).hexdigest()

@@ -1,7 +1,7 @@
 """Real dockerd, a real docker-registry and real Cog images for the Docker runtime's tests.
 
-These tests need dockerd. They fail loudly when it is unreachable (CI starts it in ``.ci/run``);
-set ``MARKETPLACE_SKIP_DOCKER=1`` to skip them on a machine without Docker.
+These tests need dockerd. They fail loudly when it is unreachable (``make test`` starts it, with
+scripts/services); set ``MARKETPLACE_SKIP_DOCKER=1`` to skip them on a machine without Docker.
 
 One registry runs for the whole session (so image layers are pushed once, later pushes mount
 them); each test starts its own web server on the port the registry's token realm and
@@ -38,7 +38,7 @@ def docker_client() -> Any:
         client.ping()
     except Exception as exc:
         pytest.fail(
-            f"dockerd is not reachable ({exc}). Start it (.ci/run does) or set "
+            f"dockerd is not reachable ({exc}). Start it (make test does) or set "
             "MARKETPLACE_SKIP_DOCKER=1 to skip the Docker tests."
         )
     return client
