@@ -88,7 +88,8 @@ class State(Connect):
         self.webhook: dict[str, str] = {}
         # The Connect endpoint: events about connected accounts (they carry ``account``).
         self.connect_webhook: dict[str, str] = {}
-        # Injected failures: {"method", "path" (a regex), "mode" (error|disconnect), "times"}.
+        # Injected failures: {"verb", "match" (a path regex), "mode" (error|disconnect),
+        # "times"}.
         self.faults: list[dict[str, Any]] = []
 
     def table(self, name: str) -> dict[str, dict[str, Any]]:
@@ -170,7 +171,7 @@ class State(Connect):
     def fault_for(self, method: str, path: str) -> str | None:
         with self.lock:
             for fault in self.faults:
-                if fault["method"] == method and re.fullmatch(fault["path"], path):
+                if fault["verb"] == method and re.fullmatch(fault["match"], path):
                     fault["times"] -= 1
                     if fault["times"] <= 0:
                         self.faults.remove(fault)
@@ -604,8 +605,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise StripeError(400, "mode: error or disconnect")
             s.faults.append(
                 {
-                    "method": _require(p, "method"),
-                    "path": _require(p, "path"),
+                    "verb": _require(p, "verb"),
+                    "match": _require(p, "match"),
                     "mode": mode,
                     "times": int(p.get("times", 1)),
                 }

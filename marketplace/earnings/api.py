@@ -145,7 +145,7 @@ class EarningsApi(APIView):
             {
                 "account": account.username,
                 "currency": "usd",
-                "platform_fee_percent": str(ledger.fee_percent()),
+                "platform_fee_percent": f"{ledger.fee_percent():.2f}",
                 "minimum_payout": f"{payouts.min_payout_cents() / 100:.2f}",
                 "connect": _connect(ConnectedAccount.objects.filter(account=account).first()),
                 "totals": {name: str(value) for name, value in vars(totals).items()},

@@ -84,9 +84,7 @@ def account_updated(obj: dict[str, Any]) -> None:
 def _enqueue_claw_back(owner_id: int) -> None:
     import django_rq
 
-    django_rq.get_queue("billing").enqueue(
-        "workers.jobs.billing.claw_back_earnings", owner_id, job_id=f"claw-back-{owner_id}"
-    )
+    django_rq.get_queue("billing").enqueue("workers.jobs.billing.claw_back_earnings", owner_id)
 
 
 def _taken(charge: gateway.ChargeState, taken: int, reason: str, reference: str) -> None:

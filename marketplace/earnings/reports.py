@@ -32,6 +32,11 @@ def _sum(queryset: QuerySet[Any], field: str = "amount") -> Decimal:
     return Decimal(queryset.aggregate(s=Coalesce(Sum(field), ZERO))["s"])
 
 
+def _dollars(queryset: QuerySet[Any]) -> Decimal:
+    """The sum of ``amount_cents``, in dollars."""
+    return Decimal(queryset.aggregate(s=Coalesce(Sum("amount_cents"), 0))["s"]) / 100
+
+
 @dataclass(frozen=True)
 class Totals:
     pending: Decimal  # earned, but the payer has not paid yet
@@ -56,11 +61,8 @@ def totals(owner: Account) -> Totals:
         - _sum(open_reversals.exclude(collected("earning__"))),
         available=_sum(unclaimed.filter(collected()))
         - _sum(open_reversals.filter(collected("earning__"))),
-        in_transit=_sum(
-            Payout.objects.filter(owner=owner, status=Payout.Status.PENDING), "amount_cents"
-        )
-        / 100,
-        paid=(_sum(paid, "amount_cents") - _sum(clawed, "amount_cents")) / 100,
+        in_transit=_dollars(Payout.objects.filter(owner=owner, status=Payout.Status.PENDING)),
+        paid=_dollars(paid) - _dollars(clawed),
         reversed=_sum(reversals),
         earned=_sum(earnings) - _sum(reversals),
     )
