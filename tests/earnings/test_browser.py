@@ -25,10 +25,10 @@ pytestmark = pytest.mark.slow
 RUN_TIMEOUT = 90_000  # ms: the first run boots the model's Cog server
 
 
-def _signed_in(browser: Any, user: Any, url: str) -> Any:
+def _signed_in(chromium: Any, user: Any, url: str) -> Any:
     client = Client()
     client.force_login(user)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(20_000)
     context.add_cookies(
         [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": url}]
