@@ -27,7 +27,7 @@ from marketplace.accounts.models import Account, Membership
 from marketplace.billing import invoicing, services
 from marketplace.billing.models import BillingAccount, InvoiceRun, UsageEntry
 from marketplace.catalog.models import Hardware, Model, Version
-from marketplace.earnings import connect, payouts
+from marketplace.earnings import connect, ledger, payouts
 from marketplace.earnings.models import Earning, EarningReversal, Payout
 from marketplace.predictions.services import prediction_create
 from tests.billing.conftest import StripeServer
@@ -35,7 +35,7 @@ from tests.billing.helpers import run as finish
 from tests.earnings.conftest import card, connected, flat, payer
 from tests.factories import UserFactory, cpu
 
-pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+pytestmark = pytest.mark.django_db
 D = Decimal
 TIMEOUT = 20
 MAX_ITEMS = 3
@@ -142,6 +142,28 @@ def _charge_of(run: InvoiceRun, stripe_env: dict[str, str]) -> str:
     )
 
 
+micro = st.integers(0, 10**9).map(lambda n: D(n) / 10**6)
+
+
+@given(
+    charged=micro,
+    owner_part=st.one_of(micro, st.integers(-(10**6), 0).map(D)),
+    percent=st.integers(0, 10000).map(lambda n: D(n) / 100),
+)
+def test_split_balances_to_the_micro_dollar(
+    charged: Decimal, owner_part: Decimal, percent: Decimal
+) -> None:
+    """The pure arithmetic settle uses: every micro-dollar is the owner's or the platform's."""
+    parts = ledger.split(charged, owner_part, percent)
+    assert parts.earning + parts.platform == charged
+    assert 0 <= parts.fee <= parts.owner_share <= charged
+    assert parts.owner_share == min(max(owner_part, D(0)), charged)
+    assert parts.earning == parts.owner_share - q6(parts.owner_share * percent / 100)
+    for value in (parts.fee, parts.earning, parts.platform):
+        assert value == q6(value)  # whole micro-dollars
+
+
+@pytest.mark.slow
 @hsettings(
     max_examples=25,
     deadline=None,
