@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
@@ -65,3 +66,28 @@ def envfloat(name: str, default: float, *, minimum: float | None = None) -> floa
 def envlist(name: str, default: str = "") -> list[str]:
     raw = envstr(name, default) or ""
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def envdecimal(
+    name: str,
+    default: str,
+    *,
+    minimum: str | None = None,
+    maximum: str | None = None,
+    places: int | None = None,
+) -> Decimal:
+    """An exact decimal (money, percentages), with at most ``places`` decimal places."""
+    raw = (envstr(name) or "").strip() or default
+    try:
+        value = Decimal(raw)
+    except InvalidOperation as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a decimal number") from exc
+    if not value.is_finite():
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a decimal number")
+    if minimum is not None and value < Decimal(minimum):
+        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    if maximum is not None and value > Decimal(maximum):
+        raise ImproperlyConfigured(f"{name}={value} must be at most {maximum}")
+    if places is not None and value != value.quantize(Decimal(1).scaleb(-places)):
+        raise ImproperlyConfigured(f"{name}={value} has more than {places} decimal places")
+    return value

@@ -14,7 +14,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from marketplace.env import envbool, envfloat, envint, envlist, envstr
+from marketplace.env import envbool, envdecimal, envfloat, envint, envlist, envstr
 from marketplace.s3config import s3_storage
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "marketplace.api",
     "marketplace.registry",
     "marketplace.billing",
+    "marketplace.earnings",
     "marketplace.audit",
     # The processes on top of the domain: `manage.py agent` lives there.
     "workers",
@@ -313,6 +314,8 @@ REGISTRY_ROBOT_TTL = envint("REGISTRY_ROBOT_TTL", 600, minimum=60)
 # Without STRIPE_SECRET_KEY the ledger, credits and caps still work; nothing is charged.
 STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY") or ""
 STRIPE_WEBHOOK_SECRET = envstr("STRIPE_WEBHOOK_SECRET") or ""
+# The Connect webhook endpoint's secret (events of owners' connected accounts: account.updated).
+STRIPE_CONNECT_WEBHOOK_SECRET = envstr("STRIPE_CONNECT_WEBHOOK_SECRET") or ""
 STRIPE_API_BASE = (envstr("STRIPE_API_BASE") or "https://api.stripe.com").rstrip("/")
 STRIPE_MAX_NETWORK_RETRIES = envint("STRIPE_MAX_NETWORK_RETRIES", 2, minimum=0)
 BILLING_CURRENCY = (envstr("BILLING_CURRENCY") or "usd").lower()
@@ -327,6 +330,12 @@ BILLING_MAX_OUTPUT_ITEMS = envint("BILLING_MAX_OUTPUT_ITEMS", 10, minimum=1)
 BILLING_CREDIT_AMOUNTS = envlist("BILLING_CREDIT_AMOUNTS", "10,25,100")
 if not all(a.isdigit() and int(a) > 0 for a in BILLING_CREDIT_AMOUNTS):
     raise ImproperlyConfigured("BILLING_CREDIT_AMOUNTS must be whole dollar amounts, e.g. 10,25")
+# Creator earnings (marketplace/earnings): the platform's percentage of what owners' prices
+# bring in, and the smallest transfer a payout run makes (smaller balances wait for more).
+EARNINGS_PLATFORM_FEE_PERCENT = envdecimal(
+    "EARNINGS_PLATFORM_FEE_PERCENT", "20", minimum="0", maximum="100", places=2
+)
+EARNINGS_MIN_PAYOUT = envdecimal("EARNINGS_MIN_PAYOUT", "10", minimum="0.01", places=2)
 
 # --- Observability -----------------------------------------------------------------------------
 # /metrics (Prometheus) answers a Bearer METRICS_TOKEN or a client address in METRICS_ALLOW_IPS

@@ -13,6 +13,7 @@ urlpatterns = [
     path("registry/", include("marketplace.registry.urls")),
     path("ops/hosts/", deployments.hosts, name="ops-hosts"),
     path("ops/audit/", audit.staff_audit, name="ops-audit"),
+    path("billing/earnings/", include("marketplace.earnings.urls")),
     path("billing/", include("marketplace.billing.urls")),
     path("files/<path:name>", predictions.serve_file, name="file"),
     path("metrics", metrics_view, name="metrics"),

@@ -2,12 +2,17 @@
 
 It serves the part of the API the billing app calls, statefully and in memory: customers,
 Checkout sessions (setup and payment mode), billing portal sessions, setup intents, invoice items
-and invoices (create, retrieve, finalize, pay), with Stripe's error shapes and idempotency-key
-replay. Events are signed the way Stripe signs them (``Stripe-Signature: t=…,v1=HMAC-SHA256``)
-and POSTed to the webhook URL registered through ``/_test/webhook``.
+and invoices (create, retrieve, finalize, pay), and — in tests/stripe_connect.py — connected
+accounts, account links, transfers, transfer reversals, charges, invoice payments, refunds and
+disputes, with Stripe's error shapes and idempotency-key replay. Events are signed the way
+Stripe signs them (``Stripe-Signature: t=…,v1=HMAC-SHA256``) and POSTed to the webhook URL
+registered through ``/_test/webhook``.
 
-Test-only controls (no authentication) live under ``/_test/``: register the webhook, complete a
-Checkout session as the customer would, redeliver an event, read the request log and the state.
+Test-only controls (no authentication) live under ``/_test/``: register the webhook
+(``connect=true`` for the Connect endpoint), complete a Checkout session as the customer would,
+redeliver an event, complete or reopen a connected account's onboarding, open a dispute, inject
+failures (``faults``: an error answer, or a request done whose answer is lost), forget
+idempotency keys, read the request log and the state.
 
 Run: ``python tests/stripe_server.py --port 12345`` (prints ``ready`` when it listens).
 """
@@ -30,17 +35,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+try:
+    from stripe_connect import Connect, StripeError, integer, require
+except ImportError:  # imported as tests.stripe_server rather than run as a script
+    from tests.stripe_connect import Connect, StripeError, integer, require
+
 # Stripe's test payment methods: declined when saved, or saved fine and declined when charged.
 DECLINED_AT_ATTACH = {"pm_card_visa_chargeDeclined"}
 DECLINING = DECLINED_AT_ATTACH | {"pm_card_chargeCustomerFail"}
 API_VERSION = "2026-10-28.endive"
-
-
-class StripeError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", **extra):
-        super().__init__(message)
-        self.status = status
-        self.body = {"error": {"type": type_, "message": message, **extra}}
 
 
 def new_id(prefix: str) -> str:
@@ -70,22 +73,10 @@ def _listify(node: Any) -> Any:
     return node
 
 
-def _int(params: dict[str, Any], name: str) -> int:
-    try:
-        return int(params[name])
-    except KeyError as exc:
-        raise StripeError(400, f"Missing required param: {name}.", param=name) from exc
-    except ValueError as exc:
-        raise StripeError(400, f"Invalid integer: {params[name]}", param=name) from exc
+_int, _require = integer, require
 
 
-def _require(params: dict[str, Any], name: str) -> Any:
-    if name not in params or params[name] == "":
-        raise StripeError(400, f"Missing required param: {name}.", param=name)
-    return params[name]
-
-
-class State:
+class State(Connect):
     def __init__(self, base_url: str):
         self.base_url = base_url
         self.lock = threading.RLock()
@@ -95,6 +86,11 @@ class State:
         self.events: dict[str, dict[str, Any]] = {}
         self.deliveries: list[dict[str, Any]] = []
         self.webhook: dict[str, str] = {}
+        # The Connect endpoint: events about connected accounts (they carry ``account``).
+        self.connect_webhook: dict[str, str] = {}
+        # Injected failures: {"verb", "match" (a path regex), "mode" (error|disconnect),
+        # "times"}.
+        self.faults: list[dict[str, Any]] = []
 
     def table(self, name: str) -> dict[str, dict[str, Any]]:
         return self.objects.setdefault(name, {})
@@ -108,8 +104,16 @@ class State:
         return obj
 
     # --- events ---------------------------------------------------------------------------
-    def emit(self, type_: str, obj: dict[str, Any], *, sync: bool = False) -> dict[str, Any]:
-        event = {
+    def emit(
+        self,
+        type_: str,
+        obj: dict[str, Any],
+        *,
+        sync: bool = False,
+        account: str | None = None,
+        previous_attributes: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        event: dict[str, Any] = {
             "id": new_id("evt"),
             "object": "event",
             "api_version": API_VERSION,
@@ -120,6 +124,10 @@ class State:
             "type": type_,
             "data": {"object": json.loads(json.dumps(obj))},
         }
+        if account:
+            event["account"] = account
+        if previous_attributes is not None:
+            event["data"]["previous_attributes"] = previous_attributes
         self.events[event["id"]] = event
         if sync:
             self.deliver(event["id"])
@@ -128,17 +136,19 @@ class State:
         return event
 
     def deliver(self, event_id: str, secret: str | None = None) -> int:
-        if not self.webhook:
+        event = self.events[event_id]
+        endpoint = self.connect_webhook if "account" in event else self.webhook
+        if not endpoint:
             return 0
-        payload = json.dumps(self.events[event_id], indent=2)
+        payload = json.dumps(event, indent=2)
         timestamp = int(time.time())
         signature = hmac.new(
-            (secret or self.webhook["secret"]).encode(),
+            (secret or endpoint["secret"]).encode(),
             f"{timestamp}.{payload}".encode(),
             hashlib.sha256,
         ).hexdigest()
         request = urllib.request.Request(
-            self.webhook["url"],
+            endpoint["url"],
             data=payload.encode(),
             headers={
                 "Content-Type": "application/json; charset=utf-8",
@@ -157,6 +167,16 @@ class State:
         with self.lock:
             self.deliveries.append({"event": event_id, "status": status})
         return status
+
+    def fault_for(self, method: str, path: str) -> str | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault["verb"] == method and re.fullmatch(fault["match"], path):
+                    fault["times"] -= 1
+                    if fault["times"] <= 0:
+                        self.faults.remove(fault)
+                    return str(fault["mode"])
+        return None
 
     # --- API ------------------------------------------------------------------------------
     def customer_create(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -255,18 +275,10 @@ class State:
             self.table("setup_intents")[intent["id"]] = intent
             session["setup_intent"] = intent["id"]
         else:
-            intent = {
-                "id": new_id("pi"),
-                "object": "payment_intent",
-                "status": "succeeded",
-                "amount": session["amount_total"],
-                "amount_received": session["amount_total"],
-                "currency": session["currency"],
-                "customer": session["customer"],
-                "payment_method": payment_method,
-            }
-            self.table("payment_intents")[intent["id"]] = intent
-            session["payment_intent"] = intent["id"]
+            charge = self.charge_for(
+                session["customer"], session["amount_total"], session["currency"], payment_method
+            )
+            session["payment_intent"] = charge["payment_intent"]
             session["payment_status"] = "paid"
         session["status"] = "complete"
         return self.emit("checkout.session.completed", session, sync=True)
@@ -392,6 +404,10 @@ class State:
         if total > 0 and pm in DECLINING:
             self.emit("invoice.payment_failed", self.invoice_view(invoice_id))
             raise StripeError(402, "Your card was declined.", "card_error", code="card_declined")
+        if total > 0:
+            self.invoice_payment_record(
+                invoice, self.charge_for(invoice["customer"], total, invoice["currency"], pm)
+            )
         invoice["status"] = "paid"
         invoice["amount_paid"] = total
         view = self.invoice_view(invoice_id)
@@ -434,7 +450,7 @@ class Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         params = self._params()
         state = self.state
-        if path.startswith(("/c/pay/", "/p/session/")):
+        if path.startswith(("/c/pay/", "/p/session/", "/connect/onboarding/", "/express/")):
             with state.lock:
                 self._hosted_page(method, path, params)
             return
@@ -454,6 +470,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         key = self.headers.get("Idempotency-Key") if method == "POST" else None
         fingerprint = f"{method} {path} {json.dumps(params, sort_keys=True)}"
+        fault = state.fault_for(method, path)
+        if fault == "error":
+            self._send(500, {"error": {"type": "api_error", "message": "An error occurred."}})
+            return
         with state.lock:
             state.requests.append(
                 {"method": method, "path": path, "idempotency_key": key, "params": params}
@@ -480,11 +500,16 @@ class Handler(BaseHTTPRequestHandler):
                 status, body = exc.status, exc.body
             if key and status < 500:
                 state.idempotency[key] = (fingerprint, status, body)
+        if fault == "disconnect":
+            # Done, but the answer is lost on the way back (the client sees a broken connection).
+            self.close_connection = True
+            return
         self._send(status, body)
 
     def _route(self, method: str, path: str, p: dict[str, Any]) -> dict[str, Any]:
         s = self.state
         routes: list[tuple[str, str, Any]] = [
+            *s.routes(p),
             ("POST", r"/v1/customers", lambda: s.customer_create(p)),
             ("GET", r"/v1/customers/(?P<id>[\w]+)", lambda i: s.get("customers", i)),
             ("POST", r"/v1/customers/(?P<id>[\w]+)", lambda i: s.customer_update(i, p)),
@@ -505,7 +530,22 @@ class Handler(BaseHTTPRequestHandler):
         raise StripeError(404, f"Unrecognized request URL ({method}: {path}).")
 
     def _hosted_page(self, method: str, path: str, p: dict[str, Any]) -> None:
-        """Stand-ins for Stripe's hosted Checkout and portal pages (for browser tests)."""
+        """Stand-ins for Stripe's hosted Checkout, portal, Connect onboarding and Express
+        dashboard pages (for browser tests)."""
+        onboarding = re.fullmatch(r"/connect/onboarding/(\w+)", path)
+        if onboarding is not None:
+            status, body, location = self.state.onboarding_page(method, onboarding.group(1), p)
+            if location:
+                self.send_response(303)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                self._html(status, body)
+            return
+        if path.startswith("/express/"):
+            self._html(200, "<h1>Express dashboard (test)</h1>")
+            return
         match = re.fullmatch(r"/c/pay/(\w+)", path)
         if match is None:
             self._html(200, "<h1>Billing portal (test)</h1>")
@@ -553,8 +593,35 @@ class Handler(BaseHTTPRequestHandler):
     def _control(self, method: str, path: str, p: dict[str, Any]) -> Any:
         s = self.state
         if path == "/_test/webhook" and method == "POST":
-            s.webhook = {"url": _require(p, "url"), "secret": _require(p, "secret")}
+            endpoint = {"url": _require(p, "url"), "secret": _require(p, "secret")}
+            if p.get("connect") == "true":
+                s.connect_webhook = endpoint
+            else:
+                s.webhook = endpoint
             return {"ok": True}
+        if path == "/_test/faults" and method == "POST":
+            mode = _require(p, "mode")
+            if mode not in ("error", "disconnect"):
+                raise StripeError(400, "mode: error or disconnect")
+            s.faults.append(
+                {
+                    "verb": _require(p, "verb"),
+                    "match": _require(p, "match"),
+                    "mode": mode,
+                    "times": int(p.get("times", 1)),
+                }
+            )
+            return {"ok": True}
+        if path == "/_test/idempotency/clear" and method == "POST":
+            # Stripe forgets idempotency keys after 24 hours.
+            s.idempotency.clear()
+            return {"ok": True}
+        match = re.fullmatch(r"/_test/accounts/(\w+)/(complete|require)", path)
+        if match and method == "POST":
+            return s.account_set(match.group(1), complete=match.group(2) == "complete")
+        match = re.fullmatch(r"/_test/charges/(\w+)/dispute", path)
+        if match and method == "POST":
+            return s.dispute_open(match.group(1), p)
         match = re.fullmatch(r"/_test/checkout/sessions/(\w+)/complete", path)
         if match and method == "POST":
             event = s.checkout_complete(match.group(1), p.get("payment_method", "pm_card_visa"))

@@ -37,6 +37,13 @@ class QuoteApi(APIView):
                     max_digits=14, decimal_places=6, required=False
                 ),
                 "max_output_items": serializers.IntegerField(required=False),
+                # Per-second pricing: the one price payers pay, and the creator's part of it.
+                "price_per_second": serializers.DecimalField(
+                    max_digits=14, decimal_places=8, required=False
+                ),
+                "creator_markup_per_second": serializers.DecimalField(
+                    max_digits=14, decimal_places=8, required=False
+                ),
             },
         ),
     )

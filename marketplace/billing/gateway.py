@@ -43,9 +43,16 @@ def _opts(key: str | None) -> Any:
 
 
 def construct_event(payload: bytes, signature: str) -> dict[str, Any]:
-    """Verify a webhook's signature; raises ``SignatureError`` or ``ValueError``."""
-    event = stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET or "")
-    return event.to_dict()
+    """Verify a webhook's signature, made with the account endpoint's secret or the Connect
+    endpoint's (events of connected accounts); raises ``SignatureError`` or ``ValueError``."""
+    secrets = [settings.STRIPE_WEBHOOK_SECRET, settings.STRIPE_CONNECT_WEBHOOK_SECRET]
+    error: Exception = SignatureError("No webhook signing secret is configured", signature)
+    for secret in filter(None, secrets):
+        try:
+            return stripe.Webhook.construct_event(payload, signature, secret).to_dict()
+        except SignatureError as exc:
+            error = exc
+    raise error
 
 
 def ensure_customer(billing: BillingAccount) -> str:
@@ -230,3 +237,180 @@ def invoice_pay(invoice: str, *, run_id: int, attempt: int) -> InvoiceState:
 
 def invoice_retrieve(invoice: str) -> InvoiceState:
     return _state(client().v1.invoices.retrieve(invoice))
+
+
+# --- Stripe Connect: owners' Express accounts, transfers, refunds ------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectState:
+    id: str
+    details_submitted: bool
+    charges_enabled: bool
+    payouts_enabled: bool
+    transfers_active: bool
+    requirements_due: list[str]
+    disabled_reason: str
+
+
+def connect_account_create(account_id: int, *, name: str, email: str) -> str:
+    """An Express account for owner ``account_id`` that can receive transfers."""
+    params: Any = {
+        "type": "express",
+        "capabilities": {"transfers": {"requested": True}},
+        "business_profile": {"name": name},
+        "metadata": {"account_id": str(account_id)},
+    }
+    if email:
+        params["email"] = email
+    return str(client().v1.accounts.create(params, _opts(f"acct-{account_id}")).id)
+
+
+def connect_account_link(stripe_account: str, *, refresh_url: str, return_url: str) -> str:
+    """A one-time onboarding link (Account Links expire within minutes: make one per click)."""
+    link = client().v1.account_links.create(
+        {
+            "account": stripe_account,
+            "type": "account_onboarding",
+            "refresh_url": refresh_url,
+            "return_url": return_url,
+        }
+    )
+    return str(link.url)
+
+
+def connect_login_link(stripe_account: str) -> str:
+    """A one-time link into the owner's Express dashboard."""
+    return str(client().v1.accounts.login_links.create(stripe_account).url)
+
+
+def connect_account(stripe_account: str) -> ConnectState:
+    account = client().v1.accounts.retrieve(stripe_account)
+    requirements = getattr(account, "requirements", None)
+    due: list[str] = []
+    for field in ("past_due", "currently_due"):
+        for item in getattr(requirements, field, None) or []:
+            if str(item) not in due:
+                due.append(str(item))
+    capabilities = getattr(account, "capabilities", None)
+    return ConnectState(
+        id=str(account.id),
+        details_submitted=bool(getattr(account, "details_submitted", False)),
+        charges_enabled=bool(getattr(account, "charges_enabled", False)),
+        payouts_enabled=bool(getattr(account, "payouts_enabled", False)),
+        transfers_active=getattr(capabilities, "transfers", None) == "active",
+        requirements_due=due,
+        disabled_reason=str(getattr(requirements, "disabled_reason", "") or ""),
+    )
+
+
+@dataclass(frozen=True)
+class TransferState:
+    id: str
+    amount: int
+    amount_reversed: int
+    destination: str
+    payout_id: int | None
+    # (reversal id, our TransferReversal id from its metadata)
+    reversals: list[tuple[str, int | None]]
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if value is not None and str(value).isdigit() else None
+
+
+def _transfer(transfer: Any) -> TransferState:
+    reversals = getattr(getattr(transfer, "reversals", None), "data", None) or []
+    return TransferState(
+        id=str(transfer.id),
+        amount=int(transfer.amount),
+        amount_reversed=int(getattr(transfer, "amount_reversed", 0) or 0),
+        destination=str(transfer.destination),
+        payout_id=_int_or_none(_plain(getattr(transfer, "metadata", None)).get("payout")),
+        reversals=[
+            (
+                str(r.id),
+                _int_or_none(_plain(getattr(r, "metadata", None)).get("transfer_reversal")),
+            )
+            for r in reversals
+        ],
+    )
+
+
+def transfer_create(*, destination: str, amount_cents: int, payout_id: int, currency: str) -> str:
+    transfer = client().v1.transfers.create(
+        {
+            "amount": amount_cents,
+            "currency": currency,
+            "destination": destination,
+            "transfer_group": f"payout-{payout_id}",
+            "description": f"Earnings payout {payout_id}",
+            "metadata": {"payout": str(payout_id)},
+        },
+        _opts(f"tr-{payout_id}"),
+    )
+    return str(transfer.id)
+
+
+def transfer_find(payout_id: int) -> str | None:
+    """The transfer an earlier attempt made for this payout, if any (idempotency keys expire
+    after a day; the transfer group does not)."""
+    found = client().v1.transfers.list({"transfer_group": f"payout-{payout_id}", "limit": 10})
+    for transfer in found.data:
+        if _transfer(transfer).payout_id == payout_id:
+            return str(transfer.id)
+    return None
+
+
+def transfer_retrieve(transfer_id: str) -> TransferState:
+    return _transfer(client().v1.transfers.retrieve(transfer_id))
+
+
+def transfer_reverse(transfer_id: str, *, amount_cents: int, reversal_id: int) -> str:
+    reversal = client().v1.transfers.reversals.create(
+        transfer_id,
+        {"amount": amount_cents, "metadata": {"transfer_reversal": str(reversal_id)}},
+        _opts(f"trr-{reversal_id}"),
+    )
+    return str(reversal.id)
+
+
+def transfer_reversal_find(transfer_id: str, reversal_id: int) -> str | None:
+    for found_id, ours in transfer_retrieve(transfer_id).reversals:
+        if ours == reversal_id:
+            return found_id
+    return None
+
+
+@dataclass(frozen=True)
+class ChargeState:
+    id: str
+    amount: int
+    amount_refunded: int
+    payment_intent: str
+
+
+def charge_retrieve(charge_id: str) -> ChargeState:
+    charge = client().v1.charges.retrieve(charge_id)
+    return ChargeState(
+        id=str(charge.id),
+        amount=int(charge.amount),
+        amount_refunded=int(getattr(charge, "amount_refunded", 0) or 0),
+        payment_intent=str(getattr(charge, "payment_intent", "") or ""),
+    )
+
+
+def dispute_amount(dispute_id: str) -> tuple[str, int]:
+    """(charge id, disputed cents) of a dispute."""
+    dispute = client().v1.disputes.retrieve(dispute_id)
+    return str(dispute.charge), int(dispute.amount)
+
+
+def invoice_of_payment(payment_intent: str) -> str | None:
+    """The invoice a payment paid (None for a credit purchase)."""
+    if not payment_intent:
+        return None
+    found = client().v1.invoice_payments.list(
+        {"payment": {"type": "payment_intent", "payment_intent": payment_intent}, "limit": 1}
+    )
+    return str(found.data[0].invoice) if found.data else None

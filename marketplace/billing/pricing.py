@@ -2,8 +2,12 @@
 
 A version with a flat ``unit_price`` is charged that price per prediction or per output item,
 instead of hardware time (like Replicate's officially priced models). Every other version is
-charged its hardware's ``price_per_second`` for the seconds it ran, at most the prediction
-timeout. Amounts are exact ``Decimal`` dollars rounded half-up to six places (micro-dollars).
+charged its hardware's ``price_per_second`` plus the owner's ``markup_per_second`` for the seconds
+it ran, at most the prediction timeout. Amounts are exact ``Decimal`` dollars rounded half-up to
+six places (micro-dollars).
+
+The owner's part of a charge (``Charge.owner_part``) is the flat price, or the markup's share of
+the time; what the owner earns from it is decided in ``marketplace.earnings``.
 """
 
 from __future__ import annotations
@@ -37,12 +41,17 @@ def is_flat(version: Version) -> bool:
     return version.unit_price is not None
 
 
+def per_second(version: Version, hardware: Hardware) -> Decimal:
+    """What a second of ``version`` on ``hardware`` costs its payer: hardware plus markup."""
+    return hardware.price_per_second + version.markup_per_second
+
+
 def worst_case(version: Version, hardware: Hardware) -> Decimal:
     """The most a prediction of ``version`` on ``hardware`` can cost."""
     if version.unit_price is not None:
         units = 1 if version.price_unit == Version.PriceUnit.PREDICTION else max_output_items()
         return money(version.unit_price * units)
-    return money(hardware.price_per_second * max_seconds())
+    return money(per_second(version, hardware) * max_seconds())
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,8 @@ class Charge:
     seconds: Decimal
     units: int
     amount: Decimal
+    # The owner's part of ``amount``: the flat price, or the markup's share of the time.
+    owner_part: Decimal = ZERO
 
 
 def billable_seconds(predict_time: Any) -> Decimal:
@@ -78,19 +89,23 @@ def charge(
     time is charged whatever the outcome (the machine was busy either way)."""
     seconds = billable_seconds(predict_time)
     if version.unit_price is None:
-        return Charge(seconds, 0, money(hardware.price_per_second * seconds))
+        # Rounded once each, so the owner's part never exceeds the amount (rounding is monotone).
+        amount = money(per_second(version, hardware) * seconds)
+        return Charge(seconds, 0, amount, money(version.markup_per_second * seconds))
     if status != "succeeded":
         return Charge(seconds, 0, ZERO)
     if version.price_unit == Version.PriceUnit.PREDICTION:
         units = 1
     else:
         units = min(output_items(output), max_output_items())
-    return Charge(seconds, units, money(version.unit_price * units))
+    amount = money(version.unit_price * units)
+    return Charge(seconds, units, amount, amount)
 
 
 def quote(version: Version) -> dict[str, Any]:
     """The prices of ``version`` as the API and pages show them (decimal strings, USD)."""
     hardware = version.model.default_hardware
+    markup = version.markup_per_second
     data: dict[str, Any] = {
         "version": version.id,
         "model": version.model.full_name,
@@ -112,16 +127,24 @@ def quote(version: Version) -> dict[str, Any]:
             data["max_output_items"] = max_output_items()
     else:
         data["pricing"] = "per_second"
+        # One price for the payer; the creator's part of it is shown, not added on top.
+        data["price_per_second"] = str(per_second(version, hardware).normalize())
+        if markup:
+            data["creator_markup_per_second"] = str(markup.normalize())
     return data
 
 
 def price_summary(version: Version) -> str:
-    """One line for a model page, e.g. "$0.000100 per second on CPU" or "$0.01 per image"."""
+    """One line for a model page, e.g. "$0.000100 per second on CPU" or "$0.01 per image"; a
+    creator's markup is part of the per-second price and named as such."""
     if version.unit_price is not None:
         unit = "prediction" if version.price_unit == Version.PriceUnit.PREDICTION else "output"
         return f"${plain(version.unit_price)} per {unit}"
     hardware = version.model.default_hardware
-    return f"${plain(hardware.price_per_second)} per second on {hardware.name}"
+    line = f"${plain(per_second(version, hardware))} per second on {hardware.name}"
+    if version.markup_per_second:
+        line += f" (includes ${plain(version.markup_per_second)} for the model's creator)"
+    return line
 
 
 def plain(value: Decimal) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -52,20 +53,36 @@ class Chart:
 
 def daily_chart(billing: BillingAccount, days: int = 30) -> Chart:
     """Stacked daily bars of spend, one colour per model + hardware pair (top 7, then other)."""
-    today = timezone.now().date()
-    first = today - timedelta(days=days - 1)
+    first = timezone.now().date() - timedelta(days=days - 1)
     rows = (
         UsageEntry.objects.filter(billing=billing, created_at__date__gte=first)
         .annotate(day=TruncDate("created_at"))
         .values("day", "model__owner__username", "model__name", "hardware__name")
         .annotate(amount=Sum("amount"))
     )
+    return stacked_chart(
+        (
+            (
+                row["day"],
+                f"{row['model__owner__username']}/{row['model__name']} · {row['hardware__name']}",
+                row["amount"],
+            )
+            for row in rows
+        ),
+        days,
+    )
+
+
+def stacked_chart(rows: Iterable[tuple[date, str, Decimal]], days: int = 30) -> Chart:
+    """Stacked daily bars of (day, series, amount) rows over the last ``days`` days, one colour
+    per series (the top 7, then "other")."""
+    today = timezone.now().date()
+    first = today - timedelta(days=days - 1)
     per_series: dict[str, Decimal] = defaultdict(Decimal)
     cells: dict[tuple[date, str], Decimal] = defaultdict(Decimal)
-    for row in rows:
-        label = f"{row['model__owner__username']}/{row['model__name']} · {row['hardware__name']}"
-        per_series[label] += row["amount"]
-        cells[(row["day"], label)] += row["amount"]
+    for day, label, amount in rows:
+        per_series[label] += amount
+        cells[(day, label)] += amount
     ranked = sorted(per_series, key=lambda k: (-per_series[k], k))
     colors = {label: PALETTE[i] for i, label in enumerate(ranked[: len(PALETTE)])}
     chart = Chart(first_day=first, last_day=today, total=sum(per_series.values(), Decimal(0)))

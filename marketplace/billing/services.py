@@ -29,6 +29,7 @@ from marketplace.billing.models import (
     UsageEntry,
 )
 from marketplace.catalog.models import Hardware, Version
+from marketplace.earnings.ledger import earning_record
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.refusals import CreateRefused
 
@@ -170,7 +171,8 @@ def settle(prediction: Prediction) -> Decimal:
 
     Called once, inside the transaction that moves the prediction to its terminal status (the
     caller holds the prediction's row lock, and saves ``cost`` with the status). A prediction
-    that never started costs nothing and gets no entry.
+    that never started costs nothing and gets no entry. The model owner's earning, if any, is
+    written beside the entry (``marketplace.earnings.ledger``).
     """
     billing = _locked(prediction.account_id)
     hold = Reservation.objects.filter(prediction_id=prediction.pk).first()
@@ -189,7 +191,7 @@ def settle(prediction: Prediction) -> Decimal:
             # Prices may change while it runs; it never costs more than it was quoted.
             amount = min(amount, hold.amount)
         credit = min(amount, billing.credit_balance)
-        UsageEntry.objects.create(
+        entry = UsageEntry.objects.create(
             prediction=prediction,
             billing=billing,
             token_id=prediction.created_by_token_id,
@@ -199,7 +201,7 @@ def settle(prediction: Prediction) -> Decimal:
             hardware=prediction.hardware,
             status=prediction.status,
             seconds=charge.seconds,
-            price_per_second=prediction.hardware.price_per_second,
+            price_per_second=pricing.per_second(version, prediction.hardware),
             units=charge.units,
             unit_price=version.unit_price,
             amount=amount,
@@ -210,6 +212,7 @@ def settle(prediction: Prediction) -> Decimal:
             BillingAccount.objects.filter(pk=billing.pk).update(
                 credit_balance=F("credit_balance") - credit
             )
+        earning_record(entry, owner_part=min(charge.owner_part, amount))
     if hold is not None:
         Reservation.objects.filter(pk=hold.pk).delete()
     prediction.cost = amount

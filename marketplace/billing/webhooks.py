@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from marketplace.billing import gateway, invoicing, services
 from marketplace.billing.models import BillingAccount, CreditGrant, StripeEvent
+from marketplace.earnings import connect, payouts
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +114,21 @@ def invoice_payment_failed(obj: dict[str, Any]) -> None:
         invoicing.invoice_payment_failed(state.id, "The card was declined")
 
 
+def transfer_changed(obj: dict[str, Any]) -> None:
+    payouts.transfer_seen(obj["id"])
+
+
 HANDLERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "checkout.session.completed": checkout_completed,
     "checkout.session.async_payment_succeeded": checkout_completed,
     "invoice.paid": invoice_paid,
     "invoice.payment_succeeded": invoice_paid,
     "invoice.payment_failed": invoice_payment_failed,
+    # Creator earnings (marketplace/earnings).
+    "account.updated": connect.account_updated,
+    "transfer.created": transfer_changed,
+    "transfer.updated": transfer_changed,
+    "transfer.reversed": transfer_changed,
+    "charge.refunded": connect.charge_refunded,
+    "charge.dispute.created": connect.dispute_created,
 }

@@ -201,6 +201,14 @@ class Version(models.Model):
     price_unit = models.CharField(
         max_length=16, choices=PriceUnit.choices, default=PriceUnit.PREDICTION
     )
+    # The owner's part of a hardware-priced version's price: dollars per second on top of the
+    # hardware's price, paid out to the owner (less the platform fee) when others run it.
+    markup_per_second = models.DecimalField(
+        max_digits=14,
+        decimal_places=8,
+        default=Decimal(0),
+        validators=[MinValueValidator(Decimal(0))],
+    )
 
     objects = VersionQuerySet.as_manager()
 
@@ -210,6 +218,9 @@ class Version(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=~Q(image="") | ~Q(source_path=""), name="version_has_image_or_source"
+            ),
+            models.CheckConstraint(
+                condition=Q(markup_per_second__gte=0), name="version_markup_not_negative"
             ),
         ]
 

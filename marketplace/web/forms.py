@@ -131,13 +131,15 @@ class ModelEditForm(forms.ModelForm):
         help_texts = {"readme": "Markdown. Scripts, styles and event handlers are removed."}
 
 
-# The most an owner may charge per prediction or output item from the site; staff can set more
-# with `manage.py set_price`.
+# The most an owner may charge per prediction or output item, or add per second, from the site;
+# staff can set more with `manage.py set_price`.
 MAX_UNIT_PRICE = Decimal(1000)
+MAX_MARKUP_PER_SECOND = Decimal(1)
 
 
 class VersionPriceForm(forms.Form):
-    """A version's flat price: charged instead of hardware time; empty = hardware time."""
+    """A version's flat price: charged instead of hardware time; empty = hardware time, plus the
+    owner's optional markup per second."""
 
     unit_price = forms.DecimalField(
         label="Price (USD)",
@@ -155,21 +157,47 @@ class VersionPriceForm(forms.Form):
             (Version.PriceUnit.OUTPUT_ITEM, "output item"),
         ],
     )
+    markup_per_second = forms.DecimalField(
+        label="Markup per second (USD)",
+        required=False,
+        min_value=Decimal(0),
+        max_value=MAX_MARKUP_PER_SECOND,
+        max_digits=14,
+        decimal_places=8,
+        help_text="Added to the hardware's price per second and paid to you, less the "
+        "platform fee. Only without a flat price.",
+    )
 
     def __init__(self, *args: Any, version: Version, **kwargs: Any) -> None:
         kwargs.setdefault(
-            "initial", {"unit_price": version.unit_price, "price_unit": version.price_unit}
+            "initial",
+            {
+                "unit_price": version.unit_price,
+                "price_unit": version.price_unit,
+                "markup_per_second": version.markup_per_second or None,
+            },
         )
         # One form per version on a page: ids must differ, names stay plain.
         kwargs.setdefault("auto_id", f"id_%s_{version.pk[:12]}")
         super().__init__(*args, **kwargs)
         self.version = version
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("unit_price") is not None and data.get("markup_per_second"):
+            self.add_error(
+                "markup_per_second",
+                "a flat price replaces hardware time, so a markup on it would never be "
+                "charged: clear the price or the markup",
+            )
+        return data
+
     def save(self) -> Version:
         version = self.version
         version.unit_price = self.cleaned_data["unit_price"]
         version.price_unit = self.cleaned_data["price_unit"]
-        version.save(update_fields=["unit_price", "price_unit"])
+        version.markup_per_second = self.cleaned_data["markup_per_second"] or Decimal(0)
+        version.save(update_fields=["unit_price", "price_unit", "markup_per_second"])
         return version
 
 

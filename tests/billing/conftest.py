@@ -69,11 +69,13 @@ def stripe_env(settings: Any, stripe_server: StripeServer) -> dict[str, str]:
     env = {
         "STRIPE_SECRET_KEY": "sk_test_" + secrets.token_hex(12),
         "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(16),
+        "STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(16),
         "STRIPE_API_BASE": stripe_server.url,
         "STRIPE_MAX_NETWORK_RETRIES": "0",
     }
     settings.STRIPE_SECRET_KEY = env["STRIPE_SECRET_KEY"]
     settings.STRIPE_WEBHOOK_SECRET = env["STRIPE_WEBHOOK_SECRET"]
+    settings.STRIPE_CONNECT_WEBHOOK_SECRET = env["STRIPE_CONNECT_WEBHOOK_SECRET"]
     settings.STRIPE_API_BASE = stripe_server.url
     settings.STRIPE_MAX_NETWORK_RETRIES = 0
     return env

@@ -97,3 +97,25 @@ def test_env_helpers_fail_loudly_and_read_file_secrets(
     monkeypatch.setenv("X_SECRET_FILE", str(tmp_path / "missing"))
     with pytest.raises(ImproperlyConfigured, match="cannot be read"):
         envstr("X_SECRET")
+
+
+def test_envdecimal_is_exact_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from decimal import Decimal
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    from marketplace.env import envdecimal
+
+    assert envdecimal("X_UNSET_DECIMAL", "20") == Decimal("20")
+    monkeypatch.setenv("X_DEC", "12.5")
+    assert envdecimal("X_DEC", "0", minimum="0", maximum="100", places=2) == Decimal("12.5")
+    for raw, message in [
+        ("abc", "is not a decimal number"),
+        ("NaN", "is not a decimal number"),
+        ("-1", "at least 0"),
+        ("100.01", "at most 100"),
+        ("1.005", "more than 2 decimal places"),
+    ]:
+        monkeypatch.setenv("X_DEC", raw)
+        with pytest.raises(ImproperlyConfigured, match=message):
+            envdecimal("X_DEC", "0", minimum="0", maximum="100", places=2)

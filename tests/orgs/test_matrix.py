@@ -82,6 +82,10 @@ def _billing_is_the_orgs(world: World, role: str, response: Any) -> None:
         assert response.json()["mode"] == BillingAccount.Mode.POSTPAID
 
 
+def _earnings_are_own(world: World, role: str, response: Any) -> None:
+    assert response.json()["account"] == ("acme" if role == "owner" else "oscar")
+
+
 def _created_for_acme(world: World, role: str, response: Any) -> None:
     if response.status_code == 201:
         assert response.json()["owner"] == "acme"
@@ -207,6 +211,9 @@ API_ROWS = [
         check=_secret_is_the_orgs,
     ),
     Row("billing", "get", "/v1/billing", (200, 403, 403, 200, 401), check=_billing_is_the_orgs),
+    # Earnings of the token's account: its owners only (outsiders read their own).
+    Row("earnings", "get", "/v1/earnings", (200, 404, 404, 200, 401), check=_earnings_are_own),
+    Row("earnings of acme", "get", "/v1/earnings?account=acme", (200, 404, 404, 404, 401)),
     Row(
         "billing quote",
         "get",
@@ -404,6 +411,31 @@ PAGE_ROWS = [
         "/billing/caps?account=acme",
         (302, 404, 404, 404, 302),
         body={"monthly_cap": "50"},
+    ),
+    Row("earnings page", "get", "/billing/earnings/?account=acme", (200, 404, 404, 404, 302)),
+    Row(
+        "earnings statement",
+        "get",
+        "/billing/earnings/statement.csv?account=acme",
+        (200, 404, 404, 404, 302),
+    ),
+    Row(
+        "earnings connect",
+        "post",
+        "/billing/earnings/connect?account=acme",
+        (302, 404, 404, 404, 302),
+    ),
+    Row(
+        "earnings connect refresh",
+        "get",
+        "/billing/earnings/connect/refresh?account=acme",
+        (302, 404, 404, 404, 302),
+    ),
+    Row(
+        "earnings dashboard",
+        "post",
+        "/billing/earnings/dashboard?account=acme",
+        (302, 404, 404, 404, 302),
     ),
     Row("tokens page", "get", "/account/tokens", (200, 200, 200, 200, 302)),
     Row(

@@ -182,6 +182,7 @@ OWN_SCOPE = {
 QUERIES = {
     "/v1/search": "?query=hidden-gem",
     "/v1/billing/quote": "?version=alice/hidden-gem-7q",
+    "/v1/earnings": "?account=alice",
 }
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/models/{owner}/{name}/predictions", "post"): {"input": {"text": "x"}},
@@ -279,6 +280,11 @@ OWN_PAGES = {
     "/billing/credits",
     "/billing/portal",
     "/billing/caps",
+    "/billing/earnings/",
+    "/billing/earnings/connect",
+    "/billing/earnings/connect/refresh",
+    "/billing/earnings/dashboard",
+    "/billing/earnings/statement.csv",
     "/{username}",
     "/ops/hosts/",
     "/account/audit",

@@ -1,6 +1,6 @@
 """Scheduled jobs about predictions. Their dotted paths are stored in queued jobs: keep them.
 
-(Predictions themselves are not RQ jobs: they queue on their pool, ``workers/queues.py``.)
+(Predictions themselves are not RQ jobs: they queue on their pool, ``marketplace/scheduling``.)
 """
 
 from __future__ import annotations

@@ -61,6 +61,10 @@ def _page(request: HttpRequest, model: Model, tab: str, **context: Any) -> HttpR
         run_as=accounts_of(request.user) if tab == "playground" else [],
         readme=markdown_html(model.readme) if tab == "playground" else "",
     )
+    version = context.get("version")
+    if isinstance(version, Version) and version.markup_per_second:
+        version.model = model  # the summary reads its hardware: no extra query
+        context["price_line"] = pricing.price_summary(version)
     if tab == "playground" and context["is_owner"]:
         # Why a recent push did not become a version (e.g. an image without Cog labels).
         context["refused_pushes"] = ImagePush.refused_since_last_version(model)
@@ -247,7 +251,8 @@ def _versions_page(
 @login_required
 @require_POST
 def version_price(request: HttpRequest, owner: str, name: str, version_id: str) -> HttpResponse:
-    """The owner sets or clears a version's flat price (per prediction or per output item)."""
+    """The owner sets or clears a version's flat price (per prediction or per output item) or
+    its markup per second."""
     model = owned_model_for(request.user, owner, name)
     version = versions_of(model).filter(pk=version_id).first()
     if version is None:
@@ -265,6 +270,7 @@ def version_price(request: HttpRequest, owner: str, name: str, version_id: str) 
             request=request,
             unit_price=None if version.unit_price is None else f"{version.unit_price:f}",
             price_unit=version.price_unit,
+            markup_per_second=f"{version.markup_per_second:f}",
         )
     url = reverse("model-versions", kwargs={"owner": model.owner.username, "name": model.name})
     return redirect(f"{url}#v-{version.pk[:12]}")

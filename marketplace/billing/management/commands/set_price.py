@@ -23,7 +23,9 @@ class Command(BaseCommand):
     help = (
         "Set prices (staff): `set_price --hardware cpu 0.000100` (dollars per second), or "
         "`set_price alice/hello:<id> 0.01 --per output_item|prediction`, or "
-        "`set_price alice/hello --clear` (back to hardware time). A version ref without an id "
+        "`set_price alice/hello --clear` (back to hardware time), or "
+        "`set_price alice/hello --markup 0.0001` (the owner's dollars per second on top of "
+        "hardware time; 0 removes it). A version ref without an id "
         "means its latest version."
     )
 
@@ -35,6 +37,7 @@ class Command(BaseCommand):
             "--per", choices=list(Version.PriceUnit.values), default=Version.PriceUnit.PREDICTION
         )
         parser.add_argument("--clear", action="store_true")
+        parser.add_argument("--markup", help="Dollars per second paid to the owner")
 
     def handle(self, *args: Any, **options: Any) -> None:
         target, price = options["target"], options["price"]
@@ -51,12 +54,18 @@ class Command(BaseCommand):
         version = Version.objects.resolve(target)
         if version is None:
             raise CommandError(f"version: {target!r} not found")
+        fields = []
+        if options["markup"] is not None:
+            version.markup_per_second = _dollars(options["markup"], "markup")
+            fields.append("markup_per_second")
         if options["clear"]:
             version.unit_price = None
-        elif price is None:
-            raise CommandError("price: required (or --clear)")
-        else:
+            fields += ["unit_price"]
+        elif price is not None:
             version.unit_price = _dollars(price, "price")
             version.price_unit = options["per"]
-        version.save(update_fields=["unit_price", "price_unit"])
+            fields += ["unit_price", "price_unit"]
+        elif not fields:
+            raise CommandError("price: required (or --clear, or --markup)")
+        version.save(update_fields=fields)
         self.stdout.write(f"{version}: {pricing.price_summary(version)}")
