@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from marketplace.env import envbool, envfloat, envint, envlist, envstr
@@ -59,6 +60,8 @@ INSTALLED_APPS = [
     "marketplace.registry",
     "marketplace.billing",
     "marketplace.audit",
+    "marketplace.files",
+    "csp",
 ]
 
 MIDDLEWARE = [
@@ -71,6 +74,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "marketplace.csp.SiteCSPMiddleware",
 ]
 
 ROOT_URLCONF = "marketplace.urls"
@@ -205,9 +209,28 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["marketplace.api.authentication.TokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["marketplace.api.authentication.TokenPermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["marketplace.api.parsers.SafeJSONParser"],
     "EXCEPTION_HANDLER": "marketplace.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+}
+
+# The Content-Security-Policy of every response (django-csp; marketplace/csp.py says why, and
+# relaxes it for the few third-party pages that need more). Scripts run only with the response's
+# nonce; images and media may come from anywhere (model inputs and outputs are URLs on any host).
+_ANYWHERE = [SELF, "data:", "blob:", "https:", "http:"]
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [NONCE],
+        "style-src": [SELF],
+        "img-src": _ANYWHERE,
+        "media-src": _ANYWHERE,
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+    }
 }
 
 # --- Security when DEBUG is off ----------------------------------------------------------------
@@ -223,6 +246,8 @@ USE_X_FORWARDED_HOST = envbool("USE_X_FORWARDED_HOST", False)
 # --- Predictions and instances -----------------------------------------------------------------
 # Seconds a prediction may run before it is failed (Replicate's default is 30 minutes).
 PREDICTION_TIMEOUT = envint("PREDICTION_TIMEOUT", 1800, minimum=1)
+# The longest Cancel-After (or body lifetime) a create may ask for, in seconds; longer is a 400.
+PREDICTION_MAX_LIFETIME = envint("PREDICTION_MAX_LIFETIME", 7 * 24 * 3600, minimum=5)
 # The reconciler (predictions/reconcile.py) repairs a prediction only once it has been stuck this
 # long (queued job lost, instance gone, webhook job lost), and agents run it this often.
 PREDICTION_STUCK_SECONDS = envfloat("PREDICTION_STUCK_SECONDS", 120.0, minimum=0.0)
@@ -364,6 +389,8 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["marketplace.api.throttles.ApiRate
 # Requests per minute and caller: prediction creates, and everything else (Replicate's defaults).
 API_RATE_LIMIT_CREATE = envint("API_RATE_LIMIT_CREATE", 600, minimum=1)
 API_RATE_LIMIT = envint("API_RATE_LIMIT", 3000, minimum=1)
+# Largest JSON body any /v1 operation accepts (bytes): larger is a 413 problem document.
+API_MAX_BODY_BYTES = envint("API_MAX_BODY_BYTES", 10 * 1024**2, minimum=1024)
 # Largest upload to POST /v1/files (bytes), and how long an upload lives.
 FILES_MAX_BYTES = envint("FILES_MAX_BYTES", 100 * 1024**2, minimum=1)
 FILES_TTL_HOURS = envint("FILES_TTL_HOURS", 24, minimum=1)

@@ -25,8 +25,9 @@ from django.utils import timezone
 
 from marketplace.catalog.schema import REDACTED
 from marketplace.deployments.models import Deployment, Instance
+from marketplace.files.access import resolve_for_model
 from marketplace.logcontext import prediction_context
-from marketplace.predictions import events, outbound, uploads
+from marketplace.predictions import events, outbound
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.secrets import unseal
 from marketplace.predictions.services import (
@@ -363,7 +364,12 @@ class Slot(threading.Thread):
             return
         self.claimed = True
         try:
-            payload = uploads.resolve_inputs({**prediction.input, **unseal(sealed_secrets)})
+            # Only what the prediction's account owns is signed for the model.
+            payload = resolve_for_model(
+                {**prediction.input, **unseal(sealed_secrets)},
+                account_id=prediction.account_id,
+                openapi=runner.version.schema,
+            )
         except ValueError as exc:
             prediction_finish(prediction_id, Outcome(Status.FAILED, error=str(exc)))
             return

@@ -7,6 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from marketplace.catalog.models import Collection, Hardware, Model, Version
+from marketplace.files.access import prime
 from marketplace.predictions.models import Prediction, _iso
 
 
@@ -60,6 +61,7 @@ def _related(models: list[Model]) -> tuple[dict[int, Version], dict[int, Predict
         .order_by("model_id", "-created_at")
     ):
         examples.setdefault(prediction.model_id, prediction)
+    prime(examples.values())
     return latest, examples
 
 

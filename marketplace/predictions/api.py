@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -27,7 +28,8 @@ from marketplace.api.throttles import ApiRateThrottle, CreateRateThrottle
 from marketplace.catalog.models import Model, Version
 from marketplace.deployments.models import Deployment
 from marketplace.deployments.transparency import with_queue
-from marketplace.predictions import deadlines, events, uploads
+from marketplace.files.access import prime
+from marketplace.predictions import deadlines, events
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.serializers import (
     ModelPredictionCreateInput,
@@ -42,7 +44,8 @@ from marketplace.predictions.services import (
 
 PREFER_WAIT_RE = re.compile(r"^wait(?:=([0-9]{1,2}))?$")
 MAX_WAIT_SECONDS = 60
-DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
+# Bounded digit runs: int() refuses numbers of thousands of digits with a ValueError.
+DURATION_RE = re.compile(r"^(?:(\d{1,12})h)?(?:(\d{1,12})m)?(?:(\d{1,15}(?:\.\d{1,9})?)s)?$")
 MIN_CANCEL_AFTER = timedelta(seconds=5)
 INVALID_VERSION = (
     "The specified version does not exist (or perhaps you don't have permission to use it?)"
@@ -68,24 +71,27 @@ def parse_prefer_wait(header: str | None) -> tuple[int, str] | None:
 
 
 def parse_duration(value: str | None, field: str) -> timedelta | None:
-    """``Cancel-After`` / ``lifetime``: ``1h30m45s``, ``5m``, ``90s`` or bare seconds; ≥ 5 s."""
+    """``Cancel-After`` / ``lifetime``: ``1h30m45s``, ``5m``, ``90s`` or bare seconds; from 5 s
+    to ``PREDICTION_MAX_LIFETIME``."""
     if value is None or not str(value).strip():
         return None
     text = str(value).strip().lower()
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        duration = timedelta(seconds=float(text))
+    if re.fullmatch(r"\d{1,15}(?:\.\d{1,9})?", text):
+        seconds = float(text)
     elif (match := DURATION_RE.match(text)) and any(match.groups()):
-        hours, minutes, seconds = match.groups()
-        duration = timedelta(
-            hours=int(hours or 0), minutes=int(minutes or 0), seconds=float(seconds or 0)
-        )
+        hours, minutes, secs = match.groups()
+        seconds = int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(secs or 0)
     else:
         raise Problem(
             400, f"{field} must be a duration such as 90s, 5m or 1h30m", "Invalid " + field
         )
-    if duration < MIN_CANCEL_AFTER:
+    # Compared as plain numbers: timedelta (and a deadline from it) overflows long before.
+    if seconds < MIN_CANCEL_AFTER.total_seconds():
         raise Problem(400, f"{field} must be at least 5 seconds", "Invalid " + field)
-    return duration
+    longest = settings.PREDICTION_MAX_LIFETIME
+    if seconds > longest:
+        raise Problem(400, f"{field} must be at most {longest} seconds", "Invalid " + field)
+    return timedelta(seconds=seconds)
 
 
 def _predictions_of(user: User) -> Any:
@@ -117,14 +123,6 @@ def _create(
     )
     if lifetime is not None:
         deadline = timezone.now() + lifetime
-    file_errors = uploads.check_inputs(account, data["input"])
-    if file_errors:
-        raise Problem(
-            422,
-            "".join(f"- {e['field']}: {e['description']}\n" for e in file_errors),
-            "Input validation failed",
-            invalid_fields=file_errors,
-        )
     try:
         prediction = prediction_create(
             version=version,
@@ -183,6 +181,7 @@ class PredictionCollectionApi(APIView):
             predictions = predictions.filter(source=source)
         paginator: CursorPage = CursorPage()
         page: list[Prediction] | None = paginator.paginate_queryset(predictions, request, view=self)
+        prime(page or [])  # the page's file rows in one go, not per prediction
         return paginator.get_paginated_response([with_queue(p.to_api(), p) for p in page or []])
 
     @extend_schema(

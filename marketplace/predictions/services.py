@@ -20,6 +20,7 @@ from marketplace.accounts.models import Account, ApiToken, User
 from marketplace.catalog import schema
 from marketplace.catalog.models import Model, Version
 from marketplace.deployments.models import Deployment
+from marketplace.files.inputs import check_input_files
 from marketplace.predictions import events, outbound, webhooks
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.secrets import seal
@@ -68,11 +69,15 @@ def prediction_create(
     """Validate the input against the version's schema, store the prediction, queue it on commit.
 
     Invalid input raises InputValidationError before anything is written or queued, and so do
-    a webhook or URL inputs pointing at internal addresses (``outbound``). A deployment's
+    file inputs naming files the account does not own (``files.inputs``), and a webhook or URL
+    inputs pointing at internal addresses (``outbound``). A deployment's
     prediction runs on the deployment's hardware and queues on its own pool.
     """
     normalized, errors = version.validate_input(input)
-    errors += outbound.check(version.schema, normalized, webhook)
+    # Platform file references: the account's own files or valid signed URLs only (files.inputs).
+    files = check_input_files(openapi=version.schema, input=normalized, account=account)
+    normalized = files.input
+    errors += files.errors + outbound.check(version.schema, normalized, webhook)
     if errors:
         raise InputValidationError(errors)
     secret_values = {k: normalized[k] for k in version.secret_fields() if k in normalized}
@@ -102,6 +107,7 @@ def prediction_create(
             deadline=deadline,
         )
         hold.attach(prediction)
+        files.record_uses(prediction.pk)
         Model.objects.filter(pk=model.pk).update(run_count=F("run_count") + 1)
         sealed = seal(secret_values)
         sku = deployment.hardware.sku if deployment else model.default_hardware.sku

@@ -13,9 +13,12 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.text import get_valid_filename
 
+from marketplace import storage
+from marketplace.accounts.models import Account
 from marketplace.catalog import formspec
 from marketplace.catalog.formspec import Field
 from marketplace.catalog.schema import REDACTED, FieldError
+from marketplace.files.models import StoredFile
 
 URL_SUFFIX = "__url"
 # Stands in for an upload while the rest of the input is validated, before anything is stored.
@@ -102,11 +105,22 @@ def upload_error(upload: UploadedFile) -> str:
     return ""
 
 
-def store_upload(upload: UploadedFile) -> str:
-    """Save an upload under a random path; return the absolute URL Cog downloads it from."""
+def store_upload(upload: UploadedFile, account: Account) -> str:
+    """Save an upload under a random path, owned by ``account`` (who runs the prediction);
+    return its reference, which the prediction's input keeps."""
     filename = get_valid_filename((upload.name or "upload").rsplit("/", 1)[-1])[-100:] or "upload"
     name = default_storage.save(f"uploads/{secrets.token_urlsafe(16)}/{filename}", upload)
-    return f"{settings.PUBLIC_URL}{settings.MEDIA_URL}{name}"
+    StoredFile.record(name, StoredFile.Kind.UPLOAD, account.pk)
+    return storage.reference(name)
+
+
+def discard_uploads(references: list[str]) -> None:
+    """Remove uploads stored for a prediction that was not created after all."""
+    for reference in references:
+        name = storage.name_of(reference)
+        if name is not None:
+            storage.delete(name)
+            StoredFile.objects.filter(name=name).delete()
 
 
 def example_input(fields: Sequence[Field]) -> dict[str, Any]:

@@ -8,19 +8,19 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from marketplace import audit, storage
+from marketplace import audit
 from marketplace.accounts.models import User
 from marketplace.billing import pricing
 from marketplace.catalog import formspec
 from marketplace.catalog.models import Model, Version
 from marketplace.deployments.transparency import timing_summary
+from marketplace.files.access import Grants, prime
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import (
     InputValidationError,
@@ -156,7 +156,7 @@ def run(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     if not errors:
         stored: list[str] = []
         for field_name, files in uploads.items():
-            urls = [playground.store_upload(upload) for upload in files]
+            urls = [playground.store_upload(upload, account) for upload in files]
             stored.extend(urls)
             current = payload[field_name]
             payload[field_name] = (
@@ -178,7 +178,7 @@ def run(request: HttpRequest, owner: str, name: str) -> HttpResponse:
             payment_required = True
         else:
             return redirect("prediction", prediction_id=prediction.pk)
-        _delete_uploads(stored)
+        playground.discard_uploads(stored)
     values = playground.raw_values(fields, request.POST)
     return _playground(
         request, model, version, values, errors, status=422, payment_required=payment_required
@@ -199,12 +199,6 @@ def cost_line(model: Model, version: Version) -> str:
 def _dollars(amount: str) -> str:
     whole, _, fraction = format(Decimal(amount).normalize(), "f").partition(".")
     return f"{whole}.{fraction.ljust(2, '0')}"
-
-
-def _delete_uploads(urls: list[str]) -> None:
-    prefix = f"{settings.PUBLIC_URL}{settings.MEDIA_URL}"
-    for url in urls:
-        default_storage.delete(url.removeprefix(prefix))
 
 
 def model_api(request: HttpRequest, owner: str, name: str) -> HttpResponse:
@@ -307,14 +301,17 @@ def _schema_changes(older: Version | None, newer: Version) -> list[str]:
 
 def model_examples(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     model = model_for(request.user, owner, name)
-    examples = Prediction.objects.filter(
-        model=model, is_example=True, status=Prediction.Status.SUCCEEDED
-    ).select_related("version")[:24]
+    examples = list(
+        Prediction.objects.filter(
+            model=model, is_example=True, status=Prediction.Status.SUCCEEDED
+        ).select_related("version")[:24]
+    )
+    prime(examples)
     items = [
         {
             "prediction": p,
             "output": render_output(
-                storage.sign_urls(p.output), formspec.output_spec(p.version.schema)
+                Grants.of(p).sign_output(p.output), formspec.output_spec(p.version.schema)
             ),
         }
         for p in examples
