@@ -18,8 +18,11 @@ from django.http import HttpRequest, HttpResponseBase
 
 # Third-party pages that cannot run under the site's policy, and what they get instead.
 RELAXED: list[tuple[str, dict[str, Any]]] = [
-    # django-rq's admin pages (staff only) use inline scripts.
-    ("/admin/django-rq/", {"script-src": [SELF, UNSAFE_INLINE]}),
+    # django-rq's admin pages (staff only) use inline scripts and styles.
+    (
+        "/admin/django-rq/",
+        {"script-src": [SELF, UNSAFE_INLINE], "style-src": [SELF, UNSAFE_INLINE]},
+    ),
     # Django's admin loads its static scripts without a nonce.
     ("/admin/", {"script-src": [SELF]}),
     # Redoc (our API docs) injects its styles and renders in a worker.
