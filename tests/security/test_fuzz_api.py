@@ -20,6 +20,8 @@ import pytest
 from tests.conftest import BASE_DIR
 from tests.factories import publish, token_for
 
+ARTIFACTS = BASE_DIR / "var" / "test" / "artifacts"
+
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 CHECKS = ",".join(
@@ -79,6 +81,8 @@ def test_openapi_fuzzing_finds_no_server_errors(user: Any, start_web: Any, tmp_p
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-20000:] + "\n--- server log ---\n" + web.log()[-5000:]
     sent = [line.split() for line in log.read_text().splitlines()] if log.exists() else []
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "fuzz-mutations.log").write_text(log.read_text() if log.exists() else "")
     kinds = {kind for kind, *_ in sent}
     assert {"surrogate", "nul", "deep", "many-keys", "lifetime", "header"} <= kinds, kinds
     assert all(int(status) < 500 for *_, status in sent)
