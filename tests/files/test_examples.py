@@ -56,3 +56,28 @@ def test_examples_show_signed_inputs_not_file_ids(user: Any, api: APIClient) -> 
     outsider.force_login(UserFactory(username="oscar"))
     page = outsider.get(f"/p/{prediction.pk}").content.decode()
     assert f'href="{file_url}"' not in page and "/download/in.txt?owner=alice&amp;" in page
+
+
+def test_tweaking_someone_elses_example_runs_with_its_files_while_the_urls_last(
+    user: Any,
+) -> None:
+    version = publish(user, FIXTURES / "cog" / "file_echo", name="file-echo")
+    upload = playground.store_upload(SimpleUploadedFile("p.txt", b"p"), user.account)
+    example = prediction_create(
+        version=version, input={"file": upload}, account=user.account, created_by=user
+    )
+    prediction_finish(example.pk, Outcome("succeeded", output="done"))
+    Prediction.objects.filter(pk=example.pk).update(is_example=True)
+
+    eve = Client()
+    eve.force_login(UserFactory(username="eve"))
+    form = eve.get(f"/alice/file-echo?tweak={example.pk}").content.decode()
+    signed = form.split('name="file__url" value="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    assert signed.startswith(upload + "?expires=")
+    ran = eve.post("/alice/file-echo/run", {"version": version.pk, "file__url": signed})
+    assert ran.status_code == 302 and "/p/" in ran["Location"]
+    theirs = Prediction.objects.get(pk=ran["Location"].rsplit("/", 1)[1])
+    assert theirs.account.username == "eve" and theirs.input["file"] == signed
+    # The bare reference itself is alice's file: refused to eve.
+    refused = eve.post("/alice/file-echo/run", {"version": version.pk, "file__url": upload})
+    assert refused.status_code == 422

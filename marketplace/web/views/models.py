@@ -105,7 +105,10 @@ def model_page(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         if tweaked.model_id != model.pk:
             raise Http404("No such prediction")
         version = _version(model, tweaked.version_id)
-        values = tweaked.input if isinstance(tweaked.input, dict) else {}
+        # As the prediction shows it: its account's files as signed URLs, which whoever tweaks
+        # a featured example may run with while they last (a bare reference would be refused).
+        shown = tweaked.to_api()["input"]
+        values = shown if isinstance(shown, dict) else {}
     summary = timing_summary(model)
     timings = [
         ("Queue wait", summary["queue"]),
