@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from marketplace.env import envbool, envdecimal, envfloat, envint, envlist, envstr
@@ -62,6 +63,8 @@ INSTALLED_APPS = [
     "marketplace.audit",
     # The processes on top of the domain: `manage.py agent` lives there.
     "workers",
+    "marketplace.files",
+    "csp",
 ]
 
 MIDDLEWARE = [
@@ -74,6 +77,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "marketplace.csp.SiteCSPMiddleware",
 ]
 
 ROOT_URLCONF = "marketplace.urls"
@@ -208,9 +212,28 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["marketplace.api.authentication.TokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["marketplace.api.authentication.TokenPermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["marketplace.api.parsers.SafeJSONParser"],
     "EXCEPTION_HANDLER": "marketplace.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+}
+
+# The Content-Security-Policy of every response (django-csp; marketplace/csp.py says why, and
+# relaxes it for the few third-party pages that need more). Scripts run only with the response's
+# nonce; images and media may come from anywhere (model inputs and outputs are URLs on any host).
+_ANYWHERE = [SELF, "data:", "blob:", "https:", "http:"]
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [NONCE],
+        "style-src": [SELF],
+        "img-src": _ANYWHERE,
+        "media-src": _ANYWHERE,
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+    }
 }
 
 # --- Security when DEBUG is off ----------------------------------------------------------------
@@ -381,6 +404,8 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["marketplace.api.throttles.ApiRate
 # Requests per minute and caller: prediction creates, and everything else (Replicate's defaults).
 API_RATE_LIMIT_CREATE = envint("API_RATE_LIMIT_CREATE", 600, minimum=1)
 API_RATE_LIMIT = envint("API_RATE_LIMIT", 3000, minimum=1)
+# Largest JSON body any /v1 operation accepts (bytes): larger is a 413 problem document.
+API_MAX_BODY_BYTES = envint("API_MAX_BODY_BYTES", 10 * 1024**2, minimum=1024)
 # Largest upload to POST /v1/files (bytes), and how long an upload lives.
 FILES_MAX_BYTES = envint("FILES_MAX_BYTES", 100 * 1024**2, minimum=1)
 FILES_TTL_HOURS = envint("FILES_TTL_HOURS", 24, minimum=1)

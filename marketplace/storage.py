@@ -6,6 +6,9 @@ bucket (``STORAGE_BACKEND=s3``, django-storages). The database refers to a store
 time a file is handed to a person or a program the reference becomes a signed URL valid for
 ``SIGNED_URL_TTL`` seconds — presigned by S3, or (file system, ``S3_PRIVATE_STREAM``) an app URL
 under ``/files/`` carrying ``expires`` and an HMAC ``signature`` that ``serve_file`` checks.
+
+This module only names, signs, reads and deletes. *Whether* a file may be signed for someone is
+decided by its ownership row (``marketplace.files``), never by the shape of a string.
 """
 
 from __future__ import annotations
@@ -19,8 +22,7 @@ from django.core import signing
 from django.core.files.storage import default_storage
 from django.utils.crypto import constant_time_compare
 
-# Prefixes of names only signed URLs reach (uploaded inputs and outputs), and of names served to
-# anyone who knows the random path (public cover images shown on model cards).
+# Where each kind of file is stored (random path segments below each).
 SIGNED_PREFIXES = ("outputs/", "uploads/")
 PUBLIC_PREFIXES = ("covers/",)
 _SALT = "marketplace.storage.files"
@@ -70,31 +72,6 @@ def check_signature(name: str, expires: str, signature: str) -> bool | None:
     ):
         return None
     return int(expires) >= time.time()
-
-
-def sign_urls(value: Any, ttl: int | None = None) -> Any:
-    """The value (a prediction's input or output, any JSON) with every reference to a stored
-    upload or output replaced by a signed URL."""
-    if isinstance(value, str):
-        name = name_of(value)
-        return signed_url(name, ttl) if name and name.startswith(SIGNED_PREFIXES) else value
-    if isinstance(value, list):
-        return [sign_urls(v, ttl) for v in value]
-    if isinstance(value, dict):
-        return {k: sign_urls(v, ttl) for k, v in value.items()}
-    return value
-
-
-def names_in(value: Any) -> list[str]:
-    """Stored uploads and outputs a JSON value refers to (what retention deletes)."""
-    if isinstance(value, str):
-        name = name_of(value)
-        return [name] if name and name.startswith(SIGNED_PREFIXES) else []
-    if isinstance(value, list):
-        return [n for v in value for n in names_in(v)]
-    if isinstance(value, dict):
-        return [n for v in value.values() for n in names_in(v)]
-    return []
 
 
 def open_stream(name: str) -> IO[bytes]:

@@ -1,5 +1,6 @@
-"""Output files: stored through django-storages under unguessable names; the prediction keeps
-their references (``marketplace.storage``), handed out as signed URLs."""
+"""Output files: stored through django-storages under unguessable names, each with its ownership
+row (the prediction that wrote it, and so its account); the prediction keeps their references
+(``marketplace.storage``), handed out as signed URLs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
+from marketplace.files.models import StoredFile
 from marketplace.predictions.ids import new_capability_token
 from marketplace.storage import reference
 
@@ -48,6 +50,7 @@ def store_output_stream(
         if "." not in filename and content_type:
             filename += mimetypes.guess_extension(content_type.split(";")[0].strip()) or ""
         name = default_storage.save(output_path(prediction_id, filename), File(spool))
+    StoredFile.record_output(name, prediction_id)
     return reference(name)
 
 
@@ -66,6 +69,7 @@ def store_data_uri(prediction_id: str, uri: str, index: int = 0) -> str:
     name = default_storage.save(
         output_path(prediction_id, f"output-{index}{extension}"), ContentFile(data)
     )
+    StoredFile.record_output(name, prediction_id)
     return reference(name)
 
 

@@ -18,8 +18,9 @@ from django.utils import timezone
 
 from marketplace.catalog.schema import REDACTED
 from marketplace.deployments.models import Deployment
+from marketplace.files.access import resolve_for_model
 from marketplace.logcontext import prediction_context
-from marketplace.predictions import outbound, policy, uploads
+from marketplace.predictions import outbound, policy
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.policy import Outcome
 from marketplace.predictions.secrets import unseal
@@ -115,7 +116,11 @@ class Slot(threading.Thread):
             return
         self.claimed = True
         try:
-            payload = uploads.resolve_inputs({**prediction.input, **unseal(sealed_secrets)})
+            payload = resolve_for_model(
+                {**prediction.input, **unseal(sealed_secrets)},
+                account_id=prediction.account_id,
+                openapi=version.schema,
+            )
         except ValueError as exc:
             prediction_finish(prediction_id, Outcome(Status.FAILED, error=str(exc)))
             return

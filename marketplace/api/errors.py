@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
@@ -32,7 +34,18 @@ _TITLES = {
 }
 
 
+# Field errors listed in one problem document; a count says how many there were in all.
+MAX_FIELD_ERRORS = 20
+
+
 def problem(status_code: int, detail: str, title: str | None = None, **extra: Any) -> Response:
+    fields = extra.get("invalid_fields")
+    if isinstance(fields, list) and len(fields) > MAX_FIELD_ERRORS:
+        # 100k unknown input keys once made a 15 MB answer: list the first few, count the rest.
+        extra["invalid_fields"] = fields[:MAX_FIELD_ERRORS]
+        extra["invalid_fields_count"] = len(fields)
+        lines = detail.splitlines(keepends=True)[:MAX_FIELD_ERRORS]
+        detail = "".join(lines) + f"- … and {len(fields) - MAX_FIELD_ERRORS} more\n"
     body: dict[str, Any] = {"title": title or _TITLES.get(status_code, "Error"), "detail": detail}
     body["status"] = status_code
     body.update(extra)
@@ -82,6 +95,22 @@ def refusal_problem(exc: CreateRefused) -> Response:
     return problem(400, str(exc))
 
 
+def invalid(field: str, description: str) -> Problem:
+    """A 400 naming one field of the request."""
+    return Problem(
+        400,
+        f"- {field}: {description}\n",
+        "Invalid request",
+        invalid_fields=[{"type": "invalid", "field": field, "description": description}],
+    )
+
+
+def too_large(limit: int) -> Problem:
+    return Problem(
+        413, f"The request body must be at most {limit:,} bytes", "Request entity too large"
+    )
+
+
 def _flatten(detail: Any, prefix: str = "") -> list[tuple[str, str]]:
     if isinstance(detail, dict):
         return [
@@ -103,6 +132,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return response
     if isinstance(exc, Http404 | exceptions.NotFound):
         return problem(404, "The requested resource could not be found.")
+    if isinstance(exc, RequestDataTooBig):  # Django's DATA_UPLOAD_MAX_MEMORY_SIZE
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0
+        return problem(413, str(too_large(limit).detail), "Request entity too large")
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        return problem(400, str(exc), "Invalid request")
     if isinstance(exc, exceptions.ValidationError):
         pairs = _flatten(exc.detail)
         fields = [{"type": "invalid", "field": f, "description": m} for f, m in pairs]
@@ -120,6 +154,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             fallback.status_code or status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc.detail)
         )
     return fallback
+
+
+def body_too_large(limit: int) -> JsonResponse:
+    """413 as a problem document, for middleware that refuses before any view runs."""
+    body = {"title": _TITLES[413], "detail": str(too_large(limit).detail), "status": 413}
+    return JsonResponse(body, status=413, content_type=PROBLEM_JSON)
 
 
 @csrf_exempt

@@ -13,7 +13,10 @@ def drop_query_method(endpoints: list[tuple[str, str, str, Any]], **kwargs: Any)
 
 PROBLEM = {
     "type": "object",
-    "description": "An RFC 9457 problem document; 422s add `invalid_fields` naming each field.",
+    "description": (
+        "An RFC 9457 problem document; 400s and 422s add `invalid_fields` naming each field (the "
+        "first 20; `invalid_fields_count` says how many there were when that is more)."
+    ),
     "properties": {
         "title": {"type": "string"},
         "detail": {"type": "string"},
@@ -29,6 +32,7 @@ PROBLEM = {
                 },
             },
         },
+        "invalid_fields_count": {"type": "integer"},
     },
     "required": ["title", "detail", "status"],
 }

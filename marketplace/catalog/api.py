@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -17,11 +16,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace import audit
+from marketplace import audit, jsonsafe
 from marketplace.accounts.models import Account, User
 from marketplace.api import openapi as o
 from marketplace.api.authentication import acting_account
-from marketplace.api.errors import Problem
+from marketplace.api.errors import Problem, invalid
 from marketplace.api.pagination import CursorPage
 from marketplace.catalog.models import Collection, Hardware, Model, Version
 from marketplace.catalog.serializers import (
@@ -34,6 +33,7 @@ from marketplace.catalog.serializers import (
     version_to_api,
 )
 from marketplace.catalog.services import record_model_change
+from marketplace.files.access import prime
 from marketplace.predictions.models import Prediction
 
 NOT_FOUND = "The requested resource could not be found."
@@ -72,6 +72,8 @@ def _page(
     paginator = CursorPage()
     paginator.ordering = ordering
     page = paginator.paginate_queryset(queryset, request, view=view) or []
+    if page and isinstance(page[0], Prediction):
+        prime(page)  # examples: their file rows in one query, not one per prediction
     # Models are shaped a page at a time (their versions and examples in two queries).
     items = models_to_api(page) if fn is model_to_api else [fn(item) for item in page]
     return paginator.get_paginated_response(items)
@@ -80,10 +82,13 @@ def _page(
 def search_text(request: Request) -> str:
     """``QUERY /v1/models`` body: Python sends raw text, JS a JSON-encoded string (rule 12)."""
     raw = request._request.body.decode("utf-8", "replace").strip()
-    try:
-        decoded = json.loads(raw)
-    except ValueError:
-        return raw
+    decoded, refusal = jsonsafe.loads(raw, "query")
+    if refusal is not None and refusal.not_json:
+        decoded = raw
+    elif refusal is not None:
+        raise invalid(refusal.field, refusal.description)
+    if "\x00" in (decoded if isinstance(decoded, str) else raw):
+        raise invalid("query", "the search text contains a NUL character (\\u0000)")
     if isinstance(decoded, str):
         return decoded.strip()
     if isinstance(decoded, dict) and isinstance(decoded.get("query"), str):

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from marketplace import jsonsafe
 from marketplace.catalog.schema import components
 
 # Widgets a field can have; templates switch on these names.
@@ -292,6 +293,10 @@ def parse_submission(fields: Sequence[Field], data: Mapping[str, Sequence[str]])
                     value = json.loads(raw)
                 except json.JSONDecodeError as exc:
                     raise ValueError(f"Enter valid JSON ({exc.msg}).") from None
+                except RecursionError:
+                    raise ValueError("Enter JSON that is not nested so deeply.") from None
+                if (problem := jsonsafe.find_problem(value)) is not None:
+                    raise ValueError(f"Enter valid JSON: {problem.description}.")
             elif f.type in ("integer", "number"):
                 try:
                     value = _parse_scalar(f.type, raw)

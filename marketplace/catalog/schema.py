@@ -78,6 +78,20 @@ def output_schema(openapi: dict[str, Any]) -> dict[str, Any]:
     return components(openapi).get("Output") or {}
 
 
+def file_inputs(openapi: dict[str, Any]) -> set[str]:
+    """Names of the inputs that take a file (Cog's ``Path``/``File``: ``format: uri``) or a list
+    of files."""
+
+    def is_uri(prop: Any) -> bool:
+        return isinstance(prop, dict) and prop.get("format") == "uri"
+
+    return {
+        name
+        for name, prop in input_properties(openapi).items()
+        if is_uri(prop) or (isinstance(prop, dict) and is_uri(prop.get("items")))
+    }
+
+
 def is_iterator_output(openapi: dict[str, Any]) -> bool:
     out = output_schema(openapi)
     return out.get("type") == "array" and out.get("x-cog-array-type") == "iterator"

@@ -7,6 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from marketplace.catalog.models import Collection, Hardware, Model, Version
+from marketplace.files.access import prime
 from marketplace.isotime import iso
 from marketplace.predictions.models import Prediction
 
@@ -61,6 +62,7 @@ def _related(models: list[Model]) -> tuple[dict[int, Version], dict[int, Predict
         .order_by("model_id", "-created_at")
     ):
         examples.setdefault(prediction.model_id, prediction)
+    prime(examples.values())
     return latest, examples
 
 

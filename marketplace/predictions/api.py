@@ -24,6 +24,7 @@ from marketplace.api.pagination import CursorPage
 from marketplace.api.throttles import ApiRateThrottle, CreateRateThrottle
 from marketplace.catalog.models import Model, Version
 from marketplace.deployments.models import Deployment
+from marketplace.files.access import prime
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.serializers import (
     ModelPredictionCreateInput,
@@ -109,6 +110,7 @@ class PredictionCollectionApi(APIView):
             predictions = predictions.filter(source=source)
         paginator: CursorPage = CursorPage()
         page: list[Prediction] | None = paginator.paginate_queryset(predictions, request, view=self)
+        prime(page or [])  # the page's file rows in one go, not per prediction
         return paginator.get_paginated_response([api_body(p) for p in page or []])
 
     @extend_schema(

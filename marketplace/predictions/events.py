@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
+from marketplace.jsonsafe import SafeJSONDecoder
 from marketplace.redisconn import MAX_BLOCK_MS, get_async_redis, get_redis
 
 STATUS = "status"
@@ -37,7 +38,8 @@ class Event:
 
 def _decode(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Event:
     eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return Event(eid, fields[b"t"].decode(), json.loads(fields[b"d"]))
+    # Models write logs and outputs: a lone surrogate in them must not break every reader.
+    return Event(eid, fields[b"t"].decode(), json.loads(fields[b"d"], cls=SafeJSONDecoder))
 
 
 def publish(prediction_id: str, type_: str, data: dict[str, Any], *, pipe: Any = None) -> None:

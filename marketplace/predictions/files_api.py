@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import mimetypes
 from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile as DjangoUpload
+from django.db import transaction
 from django.http import FileResponse, HttpRequest
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -18,12 +18,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace import storage
+from marketplace import jsonsafe, storage
 from marketplace.accounts.models import User, signed_in
 from marketplace.api import openapi as o
 from marketplace.api.authentication import acting_account
 from marketplace.api.errors import Problem
 from marketplace.api.pagination import CursorPage
+from marketplace.files.models import StoredFile
 from marketplace.predictions.uploads import UploadedFile, default_expiry, signature_valid
 
 NOT_FOUND = "File not found"
@@ -53,10 +54,15 @@ def _metadata(request: Request) -> dict[str, Any]:
         raw = raw.read().decode("utf-8", "replace")
     if raw in (None, ""):
         return {}
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise Problem(400, "metadata must be a JSON object", "Invalid metadata") from exc
+    value, refusal = jsonsafe.loads(raw, "metadata")
+    if refusal is not None:
+        field, description = refusal.field, refusal.description
+        raise Problem(
+            400,
+            f"- {field}: {description}\n",
+            "Invalid metadata",
+            invalid_fields=[{"type": "invalid", "field": field, "description": description}],
+        )
     if not isinstance(value, dict):
         raise Problem(400, "metadata must be a JSON object", "Invalid metadata")
     return value
@@ -130,7 +136,9 @@ class FileCollectionApi(APIView):
             expires_at=default_expiry(),
         )
         uploaded.content.save(name.rsplit("/", 1)[-1] or "file", content, save=False)
-        uploaded.save()
+        with transaction.atomic():
+            uploaded.save()
+            StoredFile.record(str(uploaded.content.name), StoredFile.Kind.FILE, uploaded.account_id)
         body = uploaded.to_api()
         return Response(body, status=201, headers={"Location": body["urls"]["get"]})
 

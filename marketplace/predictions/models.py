@@ -14,10 +14,11 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from marketplace import storage
 from marketplace.accounts.models import Account, User
 from marketplace.catalog.models import Hardware, Model, Version
+from marketplace.files.access import sign_api
 from marketplace.isotime import iso
+from marketplace.jsonsafe import SafeJSONDecoder, SafeJSONEncoder
 from marketplace.predictions.ids import new_capability_token, new_prediction_id
 
 
@@ -68,12 +69,16 @@ class Prediction(models.Model):
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.API)
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.STARTING)
-    input = models.JSONField(default=dict)
-    output = models.JSONField(null=True, blank=True)
+    input = models.JSONField(default=dict, encoder=SafeJSONEncoder, decoder=SafeJSONDecoder)
+    output = models.JSONField(
+        null=True, blank=True, encoder=SafeJSONEncoder, decoder=SafeJSONDecoder
+    )
     logs = models.TextField(blank=True, default="")
     # Replicate's API distinguishes null (no error) from a message; keep that distinction.
     error = models.TextField(null=True, blank=True)  # noqa: DJ001
-    metrics = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(
+        default=dict, blank=True, encoder=SafeJSONEncoder, decoder=SafeJSONDecoder
+    )
     data_removed = models.BooleanField(default=False)
     # What it cost the account, set by billing in the transaction that ends it.
     cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
@@ -144,17 +149,17 @@ class Prediction(models.Model):
         return round((completed_at - self.created_at).total_seconds(), 6)
 
     def to_api(self, *, signed: bool = True) -> dict[str, Any]:
-        """The prediction object exactly as Replicate's API shapes it. Stored files in the input
-        and output become signed, expiring URLs unless ``signed`` is off (webhook snapshots keep
-        the references and are signed when each attempt is sent)."""
-        sign = storage.sign_urls if signed else _same
+        """The prediction object exactly as Replicate's API shapes it. The files it may hand out
+        (``files.access``: its outputs, its account's files in its input) become signed,
+        expiring URLs unless ``signed`` is off (webhook snapshots keep the references and are
+        signed when each attempt is sent)."""
         data: dict[str, Any] = {
             "id": self.id,
             "model": self.model.full_name,
             "version": self.version_id,
-            "input": sign(self.input),
+            "input": self.input,
             "logs": self.logs,
-            "output": sign(self.output),
+            "output": self.output,
             "data_removed": self.data_removed,
             "error": self.error,
             "status": self.status,
@@ -175,6 +180,8 @@ class Prediction(models.Model):
         if self.webhook:
             data["webhook"] = self.webhook
             data["webhook_events_filter"] = self.webhook_events_filter
+        if signed:
+            data = sign_api(self, data)
         return data
 
     def _api_metrics(self) -> dict[str, Any]:
@@ -188,10 +195,6 @@ class Prediction(models.Model):
                     (instance.ready_at - instance.created_at).total_seconds(), 6
                 )
         return metrics
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 # Models defined beside their logic; imported here so that Django registers them.

@@ -26,12 +26,14 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from marketplace import storage
 from marketplace.accounts.models import Account, ApiToken, User
 from marketplace.billing import services as billing
 from marketplace.billing.services import PaymentRequired
 from marketplace.catalog import schema
 from marketplace.catalog.models import Model, Version
 from marketplace.deployments.models import Deployment, hardware_for
+from marketplace.files.inputs import InputFiles, check_input_files
 from marketplace.predictions import events, lifetimes, outbound, uploads, webhooks
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.policy import Outcome
@@ -85,16 +87,15 @@ def prediction_create(
         raise ValueError("prediction_create needs a version or a deployment")
     deadline = lifetimes.deadline_from(cancel_after=cancel_after, lifetime=lifetime)
     normalized, errors = version.validate_input(input)
-    checked = _without_pending(normalized)
-    errors += [
-        schema.FieldError(e["field"], e["type"], e["description"])
-        for e in uploads.check_inputs(account, checked)
-    ]
-    errors += outbound.check(version.schema, checked, webhook)
+    # Platform file references: the account's own files or valid signed URLs only (files.inputs).
+    files = check_input_files(openapi=version.schema, input=normalized, account=account)
+    normalized = files.input
+    errors += files.errors + outbound.check(version.schema, _without_pending(normalized), webhook)
     if errors:
         raise InputValidationError(errors)
     hardware = hardware_for(version, deployment)
-    stored = _store_uploads(normalized, uploads_by_field or {})
+    stored = _store_uploads(normalized, uploads_by_field or {}, account)
+    files.used.update(name for name in map(storage.name_of, stored) if name)
     try:
         prediction = _insert(
             version=version,
@@ -108,6 +109,7 @@ def prediction_create(
             webhook=webhook,
             webhook_events_filter=webhook_events_filter,
             deadline=deadline,
+            files=files,
         )
     except BaseException:
         uploads.delete_stored(stored)
@@ -129,11 +131,13 @@ def _without_pending(normalized: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _store_uploads(normalized: dict[str, Any], files: Mapping[str, Sequence[File]]) -> list[str]:
-    """Store the request's files and put their references where ``PENDING_UPLOAD`` stood."""
+def _store_uploads(
+    normalized: dict[str, Any], files: Mapping[str, Sequence[File]], account: Account
+) -> list[str]:
+    """Store the request's files (``account``'s) where ``PENDING_UPLOAD`` stood."""
     stored: list[str] = []
     for field, items in files.items():
-        references = [uploads.store_input_file(item) for item in items]
+        references = [uploads.store_input_file(item, account) for item in items]
         stored += references
         value = normalized.get(field)
         if isinstance(value, list):
@@ -156,6 +160,7 @@ def _insert(
     webhook: str,
     webhook_events_filter: list[str] | None,
     deadline: datetime | None,
+    files: InputFiles,
 ) -> Prediction:
     secret_values = {k: normalized[k] for k in version.secret_fields() if k in normalized}
     model = version.model
@@ -179,6 +184,7 @@ def _insert(
             deadline=deadline,
         )
         hold.attach(prediction)
+        files.record_uses(prediction.pk)
         Model.objects.filter(pk=model.pk).update(run_count=F("run_count") + 1)
         sealed = seal(secret_values)
         transaction.on_commit(lambda: _dispatch(prediction, hardware.sku, sealed))

@@ -22,7 +22,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
-from marketplace import storage
+from marketplace.files.access import has_refs, sign_output
 from marketplace.predictions import events
 from marketplace.predictions.models import Prediction
 
@@ -66,7 +66,9 @@ def _from_database(prediction: Prediction) -> list[str]:
     if prediction.status == Prediction.Status.SUCCEEDED and prediction.output is not None:
         items = prediction.output if isinstance(prediction.output, list) else [prediction.output]
         out = [
-            events.sse("output", event_id=f"{stamp}-{i}", data=_chunk_text(storage.sign_urls(c)))
+            events.sse(
+                "output", event_id=f"{stamp}-{i}", data=_chunk_text(sign_output(prediction, c))
+            )
             for i, c in enumerate(items)
         ]
     done = {"status": prediction.status, "error": prediction.error}
@@ -84,7 +86,7 @@ async def _events(prediction: Prediction, last_event_id: str) -> AsyncIterator[s
     if after == "0" and prediction.is_terminal:
         pending = await events.aread(prediction.pk, "0", count=1)
         if not pending:
-            for item in _from_database(prediction):
+            for item in await sync_to_async(_from_database)(prediction):
                 yield item
             return
     give_up = time.monotonic() + settings.PREDICTION_TIMEOUT + 600
@@ -107,11 +109,10 @@ async def _events(prediction: Prediction, last_event_id: str) -> AsyncIterator[s
             if event.type == events.STATUS:
                 waiting = False
             if event.type == events.OUTPUT:
-                yield events.sse(
-                    "output",
-                    event_id=event.id,
-                    data=_chunk_text(storage.sign_urls(event.data.get("chunk"))),
-                )
+                chunk = event.data.get("chunk")
+                if has_refs(chunk):
+                    chunk = await sync_to_async(sign_output)(prediction, chunk)
+                yield events.sse("output", event_id=event.id, data=_chunk_text(chunk))
             elif event.type == events.LOGS:
                 yield events.sse("logs", event_id=event.id, data=str(event.data.get("text", "")))
             elif event.type == events.DONE:

@@ -1,10 +1,11 @@
-"""Files uploaded through ``POST /v1/files``, and their use as prediction inputs.
+"""Files uploaded through ``POST /v1/files``.
 
 The clients upload ``open()`` handles and blobs found in ``input`` and put the file's
 ``urls.get`` (``{PUBLIC_URL}/v1/files/{id}``) in their place. That URL needs the caller's token,
-which a model server does not have: creates check that every such URL names a live file of the
-caller's account, and the runner swaps it for a short-lived signed download URL just before it
-hands the input to Cog.
+which a model server does not have: creates accept only the caller's own live files
+(``marketplace.files.inputs``), and the runner swaps each for a signed download URL just before
+it hands the input to Cog (``marketplace.files.access``). The stored content also has its
+``StoredFile`` row (kind ``file``), created and deleted with it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from django.utils.text import get_valid_filename
 from marketplace import storage
 from marketplace.accounts.models import Account, User
 from marketplace.isotime import iso
+from marketplace.jsonsafe import SafeJSONDecoder, SafeJSONEncoder
 from marketplace.predictions.ids import new_capability_token, new_prediction_id
 
 logger = logging.getLogger(__name__)
@@ -61,7 +63,9 @@ class UploadedFile(models.Model):
     size = models.PositiveBigIntegerField()
     sha256 = models.CharField(max_length=64)
     md5 = models.CharField(max_length=32)
-    metadata = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(
+        default=dict, blank=True, encoder=SafeJSONEncoder, decoder=SafeJSONDecoder
+    )
     content = models.FileField(upload_to=upload_path, max_length=500)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
@@ -97,11 +101,14 @@ class UploadedFile(models.Model):
     def delete_content(self) -> None:
         """Remove the stored content and, on the file system, its ``uploads/<token>/``
         directory. A missing file is not an error."""
+        from marketplace.files.models import StoredFile
+
         name = self.content.name
         if name:
             storage = self.content.storage
             storage.delete(name)
             _remove_empty_parent(storage, name)
+            StoredFile.objects.filter(name=name).delete()
 
     def signed_download_url(self, ttl_seconds: int) -> str:
         expiry = int(time.time()) + ttl_seconds
@@ -114,6 +121,13 @@ class UploadedFile(models.Model):
         )
         # The name as last segment: model servers keep it (and its extension) when they download.
         return f"{self.api_url}/download/{quote(self.name, safe='')}?{query}"
+
+    def signed_url(self, ttl_seconds: int) -> str:
+        """A URL anyone can read the content from for ``ttl_seconds``: a presigned GET straight
+        from the bucket when the store is reachable, else the app's signed download URL."""
+        if storage.direct_urls():
+            return storage.signed_url(str(self.content.name), ttl_seconds)
+        return self.signed_download_url(ttl_seconds)
 
 
 def default_expiry() -> Any:
@@ -136,109 +150,27 @@ def signature_valid(owner: str, file_id: str, expiry: str, signature: str) -> bo
     return hmac.compare_digest(sign(owner, file_id, int(expiry)), signature)
 
 
-def _file_id(value: str) -> str | None:
-    prefix = f"{settings.PUBLIC_URL}/v1/files/"
-    if not value.startswith(prefix):
-        return None
-    rest = value[len(prefix) :]
-    return rest if rest and "/" not in rest and "?" not in rest else None
+def store_input_file(upload: File, account: Account) -> str:
+    """Store a file sent with a create (the playground's uploads) under a random path, owned by
+    ``account`` (who runs the prediction); return its reference, which the input keeps and the
+    runner signs for the model server."""
+    from marketplace.files.models import StoredFile
 
-
-def _walk(value: Any, path: str) -> list[tuple[str, str]]:
-    """Every (field path, file id) of our own file URLs inside an input value."""
-    if isinstance(value, str):
-        file_id = _file_id(value)
-        return [(path, file_id)] if file_id else []
-    if isinstance(value, dict):
-        return [pair for k, v in value.items() for pair in _walk(v, f"{path}.{k}")]
-    if isinstance(value, list):
-        return [pair for i, v in enumerate(value) for pair in _walk(v, f"{path}.{i}")]
-    return []
-
-
-def check_inputs(account: Account, input: Any) -> list[dict[str, str]]:
-    """Problems with file URLs in an input: unknown, expired or another account's files."""
-    refs = _walk(input, "input")
-    if not refs:
-        return []
-    known = set(
-        UploadedFile.objects.of(account)
-        .filter(pk__in=[file_id for _, file_id in refs])
-        .values_list("pk", flat=True)
-    )
-    return [
-        {
-            "type": "invalid",
-            "field": field,
-            "description": f"file {file_id} does not exist (or has expired)",
-        }
-        for field, file_id in refs
-        if file_id not in known
-    ]
-
-
-def _replace(value: Any, urls: dict[str, str]) -> Any:
-    if isinstance(value, str):
-        file_id = _file_id(value)
-        return urls.get(file_id, value) if file_id else value
-    if isinstance(value, dict):
-        return {k: _replace(v, urls) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_replace(v, urls) for v in value]
-    return value
-
-
-def resolve_inputs(payload: dict[str, Any]) -> dict[str, Any]:
-    """Swap our file URLs (``/v1/files`` and stored references) for signed download URLs a model
-    server can fetch without a token.
-
-    Raises ``ValueError`` naming the field when a file expired (or was purged or deleted) while
-    the prediction waited: the model could not download it anyway.
-    """
-    ttl = settings.PREDICTION_TIMEOUT + 3600
-    # The site's own uploads (playground inputs) are stored references: signed like outputs.
-    payload = storage.sign_urls(payload, ttl)
-    refs = _walk(payload, "input")
-    if not refs:
-        return payload
-    files = (
-        UploadedFile.objects.live()
-        .select_related("account")
-        .filter(pk__in=[file_id for _, file_id in refs])
-    )
-    # A presigned GET straight from the bucket when the store is reachable; otherwise the app's
-    # signed download URL, which streams it.
-    urls = {
-        f.pk: storage.signed_url(str(f.content.name), ttl)
-        if storage.direct_urls()
-        else f.signed_download_url(ttl)
-        for f in files
-    }
-    gone = [(field, file_id) for field, file_id in refs if file_id not in urls]
-    if gone:
-        field, file_id = gone[0]
-        raise ValueError(
-            f"The file {file_id} given as {field} has expired or was deleted before the "
-            "prediction started; upload it again."
-        )
-    resolved: dict[str, Any] = _replace(payload, urls)
-    return resolved
-
-
-def store_input_file(upload: File) -> str:
-    """Store a file sent with a create (the playground's uploads) under a random path; return
-    its reference (``storage.reference``), which the runner signs for the model server."""
     filename = get_valid_filename((upload.name or "upload").rsplit("/", 1)[-1])[-100:] or "upload"
     name = default_storage.save(f"uploads/{secrets.token_urlsafe(16)}/{filename}", upload)
+    StoredFile.record(name, StoredFile.Kind.UPLOAD, account.pk)
     return storage.reference(name)
 
 
 def delete_stored(references: list[str]) -> None:
-    """Remove files ``store_input_file`` stored for a create that then failed."""
+    """Remove files ``store_input_file`` stored for a create that then failed, and their rows."""
+    from marketplace.files.models import StoredFile
+
     for reference in references:
         name = storage.name_of(reference)
-        if name:
+        if name is not None:
             storage.delete(name)
+            StoredFile.objects.filter(name=name).delete()
 
 
 def _remove_empty_parent(storage: Storage, name: str) -> None:

@@ -24,8 +24,10 @@ from django.utils import timezone
 from rq import Queue
 from standardwebhooks.webhooks import Webhook
 
-from marketplace import netguard, storage
+from marketplace import netguard
+from marketplace.files.access import sign_api
 from marketplace.isotime import iso
+from marketplace.jsonsafe import SafeJSONDecoder, SafeJSONEncoder
 from marketplace.logcontext import prediction_context
 from marketplace.redisconn import get_redis
 
@@ -56,7 +58,7 @@ class WebhookDelivery(models.Model):
     # The webhook-id header: the same on every retry, so receivers can deduplicate.
     message_id = models.CharField(max_length=64, unique=True, default=new_message_id)
     url = models.URLField(max_length=2000)
-    payload = models.JSONField()
+    payload = models.JSONField(encoder=SafeJSONEncoder, decoder=SafeJSONDecoder)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempt_count = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -215,7 +217,7 @@ def deliver(delivery_id: int) -> WebhookAttempt | None:
 
 def _attempt(delivery: WebhookDelivery) -> WebhookAttempt:
     # Stored files become signed URLs now, so that a retry hours later still carries live ones.
-    body = json.dumps(storage.sign_urls(delivery.payload), separators=(",", ":"))
+    body = json.dumps(sign_api(delivery.prediction, delivery.payload), separators=(",", ":"))
     now = datetime.now(UTC)
     headers = {
         "Content-Type": "application/json",

@@ -14,7 +14,6 @@ version, the registry is asked whether the manifest exists now.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from marketplace import audit
+from marketplace import audit, jsonsafe
 from marketplace.accounts.models import Account, User
 from marketplace.catalog.models import Hardware, Model, Version
 from marketplace.registry.models import ImagePush
@@ -153,14 +152,13 @@ def read_cog_image(client: RegistryClient, repository: str, digest: str) -> CogI
             + ", ".join(missing)
             + " label(s). Build and push it with `cog push`, which adds them."
         )
-    try:
-        schema = json.loads(labels["run.cog.openapi_schema"])
-    except json.JSONDecodeError as exc:
-        raise NotACogImage(f"The run.cog.openapi_schema label is not valid JSON: {exc}") from exc
-    try:
-        cog_config = json.loads(labels["run.cog.config"])
-    except json.JSONDecodeError as exc:
-        raise NotACogImage(f"The run.cog.config label is not valid JSON: {exc}") from exc
+    # Pushers write these labels: the same JSON door as the API (depth, unstorable strings).
+    schema, problem = jsonsafe.loads(labels["run.cog.openapi_schema"], "openapi_schema")
+    if problem is not None:
+        raise NotACogImage(f"The run.cog.openapi_schema label is refused: {problem.description}")
+    cog_config, problem = jsonsafe.loads(labels["run.cog.config"], "config")
+    if problem is not None:
+        raise NotACogImage(f"The run.cog.config label is refused: {problem.description}")
     if not isinstance(schema, dict) or "Input" not in (schema.get("components") or {}).get(
         "schemas", {}
     ):

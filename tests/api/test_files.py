@@ -12,7 +12,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from marketplace.predictions.uploads import UploadedFile, resolve_inputs
+from marketplace.files.access import resolve_for_model
+from marketplace.predictions.models import Prediction
+from marketplace.predictions.uploads import UploadedFile
 from tests.factories import publish
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -104,8 +106,14 @@ def test_file_urls_in_input_must_be_the_callers_live_files(
     mine = api.post(
         "/v1/predictions", {"version": version.id, "input": {"image": file_url}}, format="json"
     )
-    assert mine.status_code == 201 and mine.json()["input"]["image"] == file_url
+    assert mine.status_code == 201
+    # Shown as a signed download URL (the file is the prediction's account's own), and stored as
+    # the client sent it.
+    assert mine.json()["input"]["image"].startswith(file_url + "/download/a.txt?owner=alice&")
+    assert Prediction.objects.get(pk=mine.json()["id"]).input["image"] == file_url
     # What the model server gets instead: a signed URL it can fetch without a token.
-    resolved = resolve_inputs({"image": file_url, "other": "x"})
+    resolved = resolve_for_model(
+        {"image": file_url, "filter": "x"}, account_id=user.account.pk, openapi=version.schema
+    )
     assert resolved["image"].startswith(file_url + "/download/a.txt?owner=alice&expiry=")
-    assert resolved["other"] == "x"
+    assert resolved["filter"] == "x"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.files.storage import default_storage
@@ -13,7 +14,8 @@ from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from marketplace.predictions.uploads import UploadedFile, resolve_inputs
+from marketplace.files.access import resolve_for_model
+from marketplace.predictions.uploads import UploadedFile
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,12 +62,21 @@ def test_a_row_whose_content_is_already_gone_is_still_purged(api: APIClient) -> 
     assert not UploadedFile.objects.filter(pk=uploaded.pk).exists()
 
 
-def test_a_queued_prediction_whose_file_expired_is_told_so(api: APIClient) -> None:
+IMAGE_INPUT = {"components": {"schemas": {"Input": {"properties": {"image": {"format": "uri"}}}}}}
+
+
+def test_a_queued_prediction_whose_file_expired_is_told_so(api: APIClient, user: Any) -> None:
     uploaded = upload(api, b"x")
     expire(uploaded)
-    # What the runner calls just before dispatch; its ValueError fails the prediction with it.
+
+    def resolve() -> Any:
+        # What the runner calls just before dispatch; its ValueError fails the prediction.
+        return resolve_for_model(
+            {"image": uploaded.api_url}, account_id=user.account.pk, openapi=IMAGE_INPUT
+        )
+
     with pytest.raises(ValueError, match=rf"{uploaded.pk} given as input.image has expired"):
-        resolve_inputs({"image": uploaded.api_url})
+        resolve()
     call_command("purge_files", stdout=StringIO())
     with pytest.raises(ValueError, match="expired or was deleted"):
-        resolve_inputs({"image": uploaded.api_url})
+        resolve()

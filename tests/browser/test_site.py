@@ -138,8 +138,10 @@ def test_sign_up_token_and_run_every_demo_model_live(
     page.goto(f"{base}/demo/text-stream")
     page.get_by_role("slider", name="Max Tokens slider").fill("100")
     page.get_by_role("button", name="Run").click()
+    # A function, not an expression string: Playwright evaluates strings with eval, which the
+    # site's CSP refuses.
     page.wait_for_function(
-        "document.getElementById('status').textContent === 'processing'"
+        "() => document.getElementById('status').textContent === 'processing'"
         " && (document.querySelector('#output pre') || {textContent: ''})"
         ".textContent.split(' ').length > 5",
         timeout=RUN_TIMEOUT,

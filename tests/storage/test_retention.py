@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 import replicate
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.utils import timezone
 from PIL import Image
@@ -21,12 +21,14 @@ from rest_framework.test import APIClient
 
 from marketplace import storage
 from marketplace.billing.models import UsageEntry
+from marketplace.predictions import uploads
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.retention import remove_expired_data
 from marketplace.predictions.services import prediction_create
 from marketplace.predictions.webhooks import WebhookDelivery
 from tests.billing.helpers import run
 from tests.factories import UserFactory, publish, token_for
+from workers.outputs import store_output_stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,18 +38,24 @@ def age(prediction: Prediction, days: float) -> None:
     Prediction.objects.filter(pk=prediction.pk).update(created_at=past, completed_at=past)
 
 
-def finished_with_file(version: Any, account_user: Any, text: str) -> tuple[Prediction, str]:
-    """A prediction that ran (so billing wrote its ledger entry) with a stored output file."""
-    name = default_storage.save(f"outputs/x/{text}/out.txt", ContentFile(text.encode()))
+def finished_with_file(
+    version: Any, account_user: Any, text: str, input_text: str | None = None
+) -> tuple[Prediction, str]:
+    """A prediction that ran (so billing wrote its ledger entry) with an output file stored as
+    the agent stores one (with its ownership row)."""
     prediction = prediction_create(
         version=version,
-        input={"text": text},
+        input={"text": input_text or text},
         account=account_user.account,
         created_by=account_user,
         webhook="https://example.com/hook",
     )
-    run(prediction, 0.5, output=storage.reference(name))
+    data = text.encode()
+    reference = store_output_stream(prediction.pk, "out.txt", io.BytesIO(data), len(data), "")
+    run(prediction, 0.5, output=reference)
     Prediction.objects.filter(pk=prediction.pk).update(logs=f"log of {text}")
+    name = storage.name_of(reference)
+    assert name is not None
     return prediction, name
 
 
@@ -56,10 +64,10 @@ def test_expired_predictions_lose_their_data_and_keep_their_ledger(
 ) -> None:
     settings.PREDICTION_RETENTION_DAYS = 30
     version = publish(user, "hello")
-    old, old_file = finished_with_file(version, user, "old")
     # A playground upload it was given goes too (stored under uploads/, referenced from input).
-    upload = default_storage.save("uploads/tok/in.txt", ContentFile(b"input"))
-    Prediction.objects.filter(pk=old.pk).update(input={"text": storage.reference(upload)})
+    upload_ref = uploads.store_input_file(SimpleUploadedFile("in.txt", b"input"), user.account)
+    upload = storage.name_of(upload_ref)
+    old, old_file = finished_with_file(version, user, "old", input_text=upload_ref)
     recent, recent_file = finished_with_file(version, user, "recent")
     example, example_file = finished_with_file(version, user, "example")
     age(old, 31)

@@ -15,9 +15,10 @@ from django.test import Client
 from PIL import Image
 
 from marketplace import storage
+from marketplace.files.models import StoredFile
 from marketplace.predictions.models import Prediction
 from tests.conftest import wait_for
-from tests.factories import publish, token_for
+from tests.factories import UserFactory, publish, token_for
 from tests.storage.conftest import Bucket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -91,6 +92,7 @@ def test_private_buckets_are_streamed_by_the_app_and_expired_links_refused(
 ) -> None:
     settings.S3_PRIVATE_STREAM = True
     name = default_storage.save("outputs/p1/token/result.txt", ContentFile(b"x" * 100_000))
+    StoredFile.record(name, StoredFile.Kind.OUTPUT, UserFactory().account.pk)
     assert s3_bucket.read(name) == b"x" * 100_000
     url = storage.signed_url(name)
     assert url.startswith(f"{settings.PUBLIC_URL}/files/{name}?expires=")

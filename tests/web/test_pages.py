@@ -11,6 +11,7 @@ from django.test import Client
 from marketplace import storage
 from marketplace.accounts.models import ApiToken
 from marketplace.catalog.models import Collection, Model
+from marketplace.files.models import StoredFile
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import Outcome, prediction_create, prediction_finish
 from tests.factories import private, publish
@@ -177,7 +178,11 @@ def test_file_input_upload_is_stored_and_passed_as_a_url(
     assert response.status_code == 302, response.content.decode()[:2000]
     url = Prediction.objects.get().input["image"]
     assert url.startswith(f"{settings.PUBLIC_URL}/files/uploads/") and url.endswith("/cat.png")
-    served = alice_client.get(storage.sign_urls(url).removeprefix(settings.PUBLIC_URL))
+    name = storage.name_of(url)
+    assert name is not None
+    # Owned by the account that ran it (a row, not the URL's shape, says so).
+    assert StoredFile.objects.get(name=name).account == user.account
+    served = alice_client.get(storage.signed_url(name).removeprefix(settings.PUBLIC_URL))
     assert served.status_code == 200 and b"".join(served.streaming_content) == b"\x89PNG fake"
 
 

@@ -8,6 +8,9 @@ import httpx
 import pytest
 from django.core.files.storage import default_storage
 
+from marketplace.files.models import StoredFile
+from marketplace.predictions.services import prediction_create
+from tests.factories import publish
 from workers.hookserver import HookServer
 
 
@@ -45,22 +48,30 @@ def test_late_webhooks_for_finished_predictions_are_accepted_and_dropped(
     assert response.status_code == 200
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the server's thread reads the prediction
 def test_uploads_are_stored_and_answered_with_their_public_url(
-    server: HookServer, settings
+    server: HookServer, settings, user
 ) -> None:  # type: ignore[no-untyped-def]
+    prediction = prediction_create(
+        version=publish(user, "hello"), input={}, account=user.account, created_by=user
+    )
     server.add_token("tok")
-    server.expect("p2", "tok")
+    server.expect(prediction.pk, "tok")
     response = httpx.put(
         f"http://127.0.0.1:{server.port}/upload/tok/out-0.txt",
         content=b"hello file",
-        headers={"X-Prediction-ID": "p2", "Content-Type": "text/plain"},
+        headers={"X-Prediction-ID": prediction.pk, "Content-Type": "text/plain"},
     )
     assert response.status_code == 201
     url = response.headers["Location"]
-    assert url.startswith(f"{settings.PUBLIC_URL}/files/outputs/p2/") and url.endswith("/out-0.txt")
-    with default_storage.open(url.split("/files/", 1)[1]) as stored:
+    assert url.startswith(f"{settings.PUBLIC_URL}/files/outputs/{prediction.pk}/")
+    assert url.endswith("/out-0.txt")
+    name = url.split("/files/", 1)[1]
+    with default_storage.open(name) as stored:
         assert stored.read() == b"hello file"
+    # Owned by the prediction that wrote it, and so by its account.
+    row = StoredFile.objects.get(name=name)
+    assert row.prediction_id == prediction.pk and row.account_id == user.account.pk
 
 
 def test_uploads_need_a_known_token_and_a_prediction_of_that_instance(server: HookServer) -> None:

@@ -14,12 +14,13 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from marketplace import audit, storage
+from marketplace import audit
 from marketplace.accounts.models import User
 from marketplace.billing import pricing
 from marketplace.catalog import formspec
 from marketplace.catalog.models import Model, Version
 from marketplace.deployments.transparency import timing_summary
+from marketplace.files.access import Grants, prime
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import (
     PENDING_UPLOAD,
@@ -109,7 +110,10 @@ def model_page(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         if tweaked.model_id != model.pk:
             raise Http404("No such prediction")
         version = _version(model, tweaked.version_id)
-        values = tweaked.input if isinstance(tweaked.input, dict) else {}
+        # As the prediction shows it: its account's files as signed URLs, which whoever tweaks
+        # a featured example may run with while they last (a bare reference would be refused).
+        shown = tweaked.to_api()["input"]
+        values = shown if isinstance(shown, dict) else {}
     summary = timing_summary(model)
     timings = [
         ("Queue wait", summary["queue"]),
@@ -294,14 +298,17 @@ def _schema_changes(older: Version | None, newer: Version) -> list[str]:
 
 def model_examples(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     model = model_for(request.user, owner, name)
-    examples = Prediction.objects.filter(
-        model=model, is_example=True, status=Prediction.Status.SUCCEEDED
-    ).select_related("version")[:24]
+    examples = list(
+        Prediction.objects.filter(
+            model=model, is_example=True, status=Prediction.Status.SUCCEEDED
+        ).select_related("version")[:24]
+    )
+    prime(examples)
     items = [
         {
             "prediction": p,
             "output": render_output(
-                storage.sign_urls(p.output), formspec.output_spec(p.version.schema)
+                Grants.of(p).sign_output(p.output), formspec.output_spec(p.version.schema)
             ),
         }
         for p in examples

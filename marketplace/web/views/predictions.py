@@ -22,10 +22,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from marketplace import storage
 from marketplace.accounts.models import AnyUser
 from marketplace.catalog import formspec
 from marketplace.deployments.transparency import describe, queue_info, with_queue
+from marketplace.files.access import has_refs, sign_output
 from marketplace.predictions import events
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import prediction_cancel
@@ -60,18 +60,18 @@ def prediction_page(request: HttpRequest, prediction_id: str) -> HttpResponse:
     version = prediction.version
     spec = formspec.output_spec(version.schema)
     fields = formspec.input_fields(version.schema)
-    shown_input = [
-        (b.f, b) for b in playground.bind(fields, prediction.input) if b.f.name in prediction.input
-    ]
     model = prediction.model
     is_mine = prediction.account.is_member(request.user)
+    # The input and output as the API shows them: the prediction's own files signed, nothing else.
     page_state = state(prediction, request.user)
+    shown = page_state["input"] if isinstance(page_state["input"], dict) else {}
+    shown_input = [(b.f, b) for b in playground.bind(fields, shown) if b.f.name in shown]
     context = {
         "prediction": prediction,
         "model": model,
         "inputs": shown_input,
         "secret_names": {f.name for f in fields if f.secret},
-        "output_html": render_output(storage.sign_urls(prediction.output), spec),
+        "output_html": render_output(page_state["output"], spec),
         "spec_json": spec.as_dict(),
         "state_json": page_state,
         "queue_text": describe(page_state.get("queue")),
@@ -119,7 +119,10 @@ async def prediction_events(request: HttpRequest, prediction_id: str) -> Streami
             for event in batch:
                 after = event.id
                 seen_processing = seen_processing or event.type != events.STATUS
-                yield _sse(event.id, event.type, storage.sign_urls(event.data))
+                data = event.data
+                if event.type == events.OUTPUT and has_refs(data):
+                    data = await sync_to_async(sign_output)(prediction, data)
+                yield _sse(event.id, event.type, data)
                 if event.type == events.DONE:
                     return
             if not batch:
