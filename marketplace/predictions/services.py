@@ -34,6 +34,7 @@ from marketplace.catalog import schema
 from marketplace.catalog.models import Model, Version
 from marketplace.deployments.models import Deployment, hardware_for
 from marketplace.files.inputs import InputFiles, check_input_files
+from marketplace.jsonsafe import scrub
 from marketplace.predictions import events, lifetimes, outbound, uploads, webhooks
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.policy import Outcome
@@ -241,7 +242,7 @@ def prediction_progress(prediction_id: str, *, logs: str | None = None, output: 
     """Persist logs and partial output of a running prediction (never touches finished ones)."""
     fields: dict[str, Any] = {}
     if logs is not None:
-        fields["logs"] = logs
+        fields["logs"] = scrub(logs)  # what a model prints may hold what PostgreSQL refuses
     if output is not None:
         fields["output"] = output
     if fields and Prediction.objects.filter(pk=prediction_id, status=Status.PROCESSING).update(
@@ -273,14 +274,16 @@ def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
             metrics["predict_time"] = round((now - prediction.started_at).total_seconds(), 6)
         prediction.status = outcome.status
         prediction.completed_at = now
-        prediction.error = outcome.error
+        # A model's own text (its error, its logs) may hold what PostgreSQL refuses (NUL, lone
+        # surrogates): stored repaired rather than turning the end into a database error.
+        prediction.error = scrub(outcome.error)
         prediction.metrics = metrics
         update = ["status", "completed_at", "error", "metrics"]
         if outcome.output is not None:
             prediction.output = outcome.output
             update.append("output")
         if outcome.logs is not None:
-            prediction.logs = outcome.logs
+            prediction.logs = scrub(outcome.logs)
             update.append("logs")
         # The ledger entry, the cost and the released reservation: in the same transaction.
         billing.settle(prediction)
