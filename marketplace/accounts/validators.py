@@ -19,6 +19,7 @@ RESERVED_NAMES = frozenset(
         "account",
         "admin",
         "api",
+        "avatars",
         "billing",
         "collections",
         "files",

@@ -70,6 +70,7 @@ class ModelOut(s.Serializer):
     cover_image_url = s.URLField(allow_null=True)
     default_example = PredictionOut(allow_null=True)
     latest_version = VersionOut(allow_null=True)
+    tags = s.ListField(child=s.CharField(), help_text="ours")
 
 
 class CollectionOut(s.Serializer):
@@ -90,6 +91,7 @@ class AccountOut(s.Serializer):
     username = s.CharField()
     name = s.CharField()
     github_url = s.URLField(allow_null=True)
+    avatar_url = s.URLField()
 
 
 class SecretOut(s.Serializer):

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -52,6 +53,18 @@ def cover_image_path(instance: Model, filename: str) -> str:
     return f"covers/{secrets.token_urlsafe(16)}/{filename.rsplit('/', 1)[-1][-100:]}"
 
 
+class Tag(models.Model):
+    """A word owners put on models (``text-to-image``); explore and search filter by it."""
+
+    name = models.SlugField(max_length=32, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class ModelQuerySet(models.QuerySet["Model"]):
     def visible_to(self, user: AnyUser) -> ModelQuerySet:
         """Public models, plus private ones of the accounts the user is a member of (an API
@@ -78,6 +91,16 @@ class Model(models.Model):
     cover_image = models.ImageField(upload_to=cover_image_path, blank=True)
     default_hardware = models.ForeignKey(Hardware, on_delete=models.PROTECT, related_name="+")
     run_count = models.PositiveBigIntegerField(default=0)
+    tags: models.ManyToManyField[Tag, Any] = models.ManyToManyField(
+        Tag, blank=True, related_name="models"
+    )
+    # Kept by refresh_latest_version whenever a version appears, hides or goes, so that pages and
+    # /v1/models read them instead of aggregating versions per request. The date is the model's
+    # own while it has no version (the API's sort order).
+    latest_version = models.ForeignKey(
+        "Version", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    latest_version_created_at = models.DateTimeField(default=timezone.now)
     github_url = models.URLField(blank=True)
     paper_url = models.URLField(blank=True)
     license_url = models.URLField(blank=True)
@@ -92,7 +115,18 @@ class Model(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint("owner", "name", name="model_owner_name_unique")]
-        indexes = [models.Index(fields=["visibility", "-run_count"])]
+        # One per ordering of explore, profiles and /v1/models (public models, newest or most
+        # run first).
+        indexes = [
+            models.Index(fields=["visibility", "-run_count"]),
+            models.Index(fields=["visibility", "-created_at"], name="model_public_newest"),
+            models.Index(
+                fields=["visibility", "-latest_version_created_at"], name="model_public_updated"
+            ),
+            models.Index(
+                fields=["-run_count"], condition=Q(featured=True), name="model_featured_popular"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.full_name
@@ -107,10 +141,20 @@ class Model(models.Model):
 
     @property
     def cover_image_url(self) -> str | None:
-        return f"{settings.PUBLIC_URL}{self.cover_image.url}" if self.cover_image else None
+        # The stable /files/ reference: public covers are served (or redirected to the bucket)
+        # by the app, whatever the storage backend.
+        if not self.cover_image:
+            return None
+        return f"{settings.PUBLIC_URL}{settings.MEDIA_URL}{self.cover_image.name}"
 
-    def latest_version(self) -> Version | None:
-        return self.versions.order_by("-created_at").first()
+    def refresh_latest_version(self) -> None:
+        """Store which visible version is the newest (after any change to its versions)."""
+        latest = self.versions.filter(hidden=False).order_by("-created_at").first()
+        self.latest_version = latest
+        self.latest_version_created_at = latest.created_at if latest else self.created_at
+        Model.objects.filter(pk=self.pk).update(
+            latest_version=latest, latest_version_created_at=self.latest_version_created_at
+        )
 
     def is_owned_by(self, user: AnyUser) -> bool:
         """Whether ``user`` may change this model (and its versions): its owner's writers."""
@@ -160,6 +204,21 @@ class Collection(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+
+class SearchDocument(models.Model):
+    """What search matches a model by (``catalog.search`` writes it). ``name`` is the owner and
+    model name as lowercase words, for trigram similarity (typos); ``vector`` is the weighted
+    ``tsvector`` on PostgreSQL (SQLite keeps the same words in an FTS5 table instead)."""
+
+    model = models.OneToOneField(
+        "Model", primary_key=True, on_delete=models.CASCADE, related_name="search_document"
+    )
+    name = models.TextField()
+    vector = SearchVectorField(null=True)
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Version(models.Model):

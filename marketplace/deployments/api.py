@@ -186,6 +186,10 @@ class DeploymentPredictionCreateApi(APIView):
     def post(self, request: Request, owner: str, name: str) -> Response:
         parse_prefer_wait(request.headers.get("Prefer"))
         deployment = _deployment(request, owner, name, write=True)
+        try:
+            config.check_online(deployment)
+        except config.DeploymentOffline as exc:
+            raise Problem(409, str(exc), "Deployment is offline") from exc
         body = ModelPredictionCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
         version = (

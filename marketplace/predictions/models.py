@@ -174,6 +174,8 @@ class Prediction(models.Model):
         if self.webhook:
             data["webhook"] = self.webhook
             data["webhook_events_filter"] = self.webhook_events_filter
+        if self.deployment_id:
+            data["deployment"] = _deployment_name(self)
         return data
 
     def _api_metrics(self) -> dict[str, Any]:
@@ -187,6 +189,23 @@ class Prediction(models.Model):
                     (instance.ready_at - instance.created_at).total_seconds(), 6
                 )
         return metrics
+
+
+# Deployments are never renamed, so each process remembers their names rather than joining
+# them into every query that lists predictions.
+_deployment_names: dict[int, str] = {}
+
+
+def _deployment_name(prediction: Prediction) -> str:
+    """``owner/name`` of the deployment a prediction was created through."""
+    assert prediction.deployment_id is not None
+    name = _deployment_names.get(prediction.deployment_id)
+    if name is None:
+        deployment = prediction.deployment
+        assert deployment is not None
+        name = f"{deployment.owner.username}/{deployment.name}"
+        _deployment_names[prediction.deployment_id] = name
+    return name
 
 
 def _same(value: Any) -> Any:
