@@ -316,7 +316,7 @@ class VersionDetailApi(APIView):
         with transaction.atomic():
             if version.predictions.exists():
                 # Predictions keep pointing at it: hide it from listings and `owner/name` runs.
-                Version.objects.filter(pk=version.pk).update(hidden=True)
+                Version.objects.filter(pk=version.pk).set_hidden(True)
                 action = "version.hide"
             else:
                 action = "version.delete"

@@ -172,6 +172,14 @@ class VersionQuerySet(models.QuerySet["Version"]):
             Q(model__visibility=Model.Visibility.PUBLIC) | Q(model__owner__in=member_accounts(user))
         )
 
+    def set_hidden(self, hidden: bool) -> int:
+        """Hide (or show again) these versions, keeping each model's latest version right."""
+        model_ids = set(self.values_list("model_id", flat=True))
+        count = self.update(hidden=hidden)
+        for model in Model.objects.filter(pk__in=model_ids):
+            model.refresh_latest_version()
+        return count
+
     def resolve(self, ref: str) -> Version | None:
         """A version from a 64-hex id, ``owner/name:id`` or ``owner/name`` (its latest version)."""
         qs = self.select_related("model", "model__owner", "model__default_hardware").defer(

@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -60,6 +61,7 @@ def add_models(count: int, start: int, template: Version) -> None:
 
 
 def count_queries(client: Client) -> dict[str, int]:
+    cache.clear()  # explore's top tags are remembered for a minute
     counts = {}
     for page in PAGES:
         with CaptureQueriesContext(connection) as ctx:
@@ -69,7 +71,7 @@ def count_queries(client: Client) -> dict[str, int]:
     return counts
 
 
-def test_pages_make_the_same_queries_with_5_or_500_models(
+def test_pages_make_the_same_queries_with_30_or_500_models(
     user: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     client = Client()
@@ -82,9 +84,10 @@ def test_pages_make_the_same_queries_with_5_or_500_models(
         )
         prediction_finish(p.pk, Outcome("succeeded", output=f"hello {i}"))
     Prediction.objects.update(is_example=True)
-    add_models(5, 0, hello)
+    # Enough for every explore section to have cards (sections do not repeat each other).
+    add_models(30, 0, hello)
     few = count_queries(client)
-    add_models(495, 100, hello)
+    add_models(470, 100, hello)
     assert Model.objects.count() == 501
     many = count_queries(client)
     assert many == few

@@ -2,39 +2,64 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from marketplace.accounts.models import Account, AnyUser
-from marketplace.catalog.models import Collection, Hardware, Model, Version
-from marketplace.web.rendering import describe
+from marketplace.catalog import search as catalog_search
+from marketplace.catalog.models import Collection, Hardware, Model, Tag
+from marketplace.web.rendering import cards, highlight
 
 SECTION_SIZE = 12
 PAGE_SIZE = 24
+TOP_TAGS = 24
+TAGS_CACHE_SECONDS = 60
 
 
 def listed_models(user: AnyUser) -> QuerySet[Model]:
-    """Models the user may see, with what a card shows, in a fixed number of queries."""
-    latest = Version.objects.filter(model=OuterRef("pk"), hidden=False).order_by("-created_at")
+    """Models the user may see, with what a card shows (owner, hardware, the latest version's
+    price), in one query: the latest version is kept on the model, nothing is aggregated."""
     return (
         Model.objects.visible_to(user)
-        .select_related("owner", "default_hardware")
-        .defer("readme")
-        .annotate(unit_price=Subquery(latest.values("unit_price")[:1]))
-        .annotate(price_unit=Subquery(latest.values("price_unit")[:1]))
+        .select_related("owner", "default_hardware", "latest_version")
+        .defer("readme", "latest_version__openapi_schema", "latest_version__cog_config")
     )
 
 
+def top_tags() -> list[dict[str, Any]]:
+    """The tags most public models carry (remembered for a minute: explore shows them on
+    every visit)."""
+    tags = cache.get("catalog:top-tags")
+    if tags is None:
+        tags = list(
+            Tag.objects.filter(models__visibility=Model.Visibility.PUBLIC)
+            .annotate(n=Count("models"))
+            .order_by("-n", "name")
+            .values("name", "n")[:TOP_TAGS]
+        )
+        cache.set("catalog:top-tags", tags, TAGS_CACHE_SECONDS)
+    return list(tags)
+
+
 def explore(request: HttpRequest) -> HttpResponse:
+    """Featured, popular and recent models; a model shows in one section only, so a small
+    catalog does not repeat the same cards."""
     models = listed_models(request.user)
+    featured = list(models.filter(featured=True).order_by("-run_count", "pk")[:SECTION_SIZE])
+    shown = [m.pk for m in featured]
+    popular = list(models.exclude(pk__in=shown).order_by("-run_count", "pk")[:SECTION_SIZE])
+    shown += [m.pk for m in popular]
+    recent = list(models.exclude(pk__in=shown).order_by("-created_at", "-pk")[:SECTION_SIZE])
     context = {
-        "featured": describe(
-            models.filter(featured=True).order_by("-run_count", "pk")[:SECTION_SIZE]
-        ),
-        "popular": describe(models.order_by("-run_count", "pk")[:SECTION_SIZE]),
-        "recent": describe(models.order_by("-created_at", "-pk")[:SECTION_SIZE]),
+        "featured": cards(featured),
+        "popular": cards(popular),
+        "recent": cards(recent),
+        "tags": top_tags(),
         "collections": list(Collection.objects.order_by("name")[:SECTION_SIZE]),
         "hardware": list(Hardware.objects.filter(is_active=True)),
     }
@@ -42,36 +67,38 @@ def explore(request: HttpRequest) -> HttpResponse:
 
 
 def search(request: HttpRequest) -> HttpResponse:
+    """The site's search: the API's ranking (members also find their private models), with
+    filters for hardware, pricing, owner and tag."""
     models = listed_models(request.user)
     query = request.GET.get("q", "").strip()[:200]
     hardware = request.GET.get("hardware", "")
     pricing = request.GET.get("pricing", "")
     owner = request.GET.get("owner", "").strip()[:39]
-    if query:
-        models = models.filter(
-            Q(name__icontains=query)
-            | Q(description__icontains=query)
-            | Q(owner__username__icontains=query)
-        )
+    tag = request.GET.get("tag", "").strip().lower()[:32]
     if hardware:
         models = models.filter(default_hardware__sku=hardware)
     if pricing == "prediction":
-        models = models.filter(unit_price__isnull=False)  # type: ignore[misc]
+        models = models.filter(latest_version__unit_price__isnull=False)
     elif pricing == "second":
-        models = models.filter(unit_price__isnull=True)  # type: ignore[misc]
+        models = models.filter(Q(latest_version=None) | Q(latest_version__unit_price=None))
     if owner:
         models = models.filter(owner__username__iexact=owner)
-    page = Paginator(models.order_by("-run_count", "pk"), PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
-    page.object_list = describe(page.object_list)
+    if tag:
+        models = models.filter(tags__name=tag)
+    models = catalog_search.ranked(models, query) if query else models.order_by("-run_count", "pk")
+    page = Paginator(models, PAGE_SIZE).get_page(request.GET.get("page"))
+    page.object_list = cards(page.object_list)
+    for model in page.object_list:
+        model.description_html = highlight(model.description_html, query)
+        model.name_html = highlight(model.name, query)
     params = request.GET.copy()
     params.pop("page", None)
     context = {
         "page": page,
         "query": query,
-        "filters": {"hardware": hardware, "pricing": pricing, "owner": owner},
+        "filters": {"hardware": hardware, "pricing": pricing, "owner": owner, "tag": tag},
         "hardware": list(Hardware.objects.filter(is_active=True)),
+        "tags": top_tags(),
         "querystring": params.urlencode(),
     }
     return render(request, "web/search.html", context)
@@ -86,7 +113,7 @@ def collections(request: HttpRequest) -> HttpResponse:
 def collection(request: HttpRequest, slug: str) -> HttpResponse:
     item = get_object_or_404(Collection, slug=slug)
     members = listed_models(request.user).filter(collections=item).order_by("-run_count", "pk")
-    return render(request, "web/collection.html", {"collection": item, "models": describe(members)})
+    return render(request, "web/collection.html", {"collection": item, "models": cards(members)})
 
 
 def profile(request: HttpRequest, username: str) -> HttpResponse:
@@ -99,7 +126,7 @@ def profile(request: HttpRequest, username: str) -> HttpResponse:
         "web/profile.html",
         {
             "account": account,
-            "models": describe(models),
+            "models": cards(models),
             "is_self": not account.is_organization and account.is_member(request.user),
             "is_org_member": account.is_organization and account.is_member(request.user),
             "can_write": account.can_write(request.user),
