@@ -177,7 +177,7 @@ def main() -> None:
 def extras(tag: str) -> None:
     """Collections (40 of 30 public models each) and featured examples (one succeeded prediction
     of 2,000 models), added once per tag, so that collection pages, example tabs and
-    ``default_example`` have something to show."""
+    ``default_example`` have something to show; then the derived data."""
     from django.db import connection
 
     from marketplace.catalog.models import Collection, Model
@@ -204,6 +204,12 @@ def extras(tag: str) -> None:
                 " ORDER BY model_id, created_at DESC)"
             )
         print("added 40 collections and 2000 featured examples")
+    # Rows went in around the ORM and with past timestamps: derive what the site keeps as it
+    # goes (search index, latest versions, /metrics rollups).
+    from django.core.management import call_command
+
+    call_command("reindex_catalog")
+    call_command("rollup", "--rebuild")
     with connection.cursor() as cur:
         cur.execute("ANALYZE")
 

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "marketplace.registry",
     "marketplace.billing",
     "marketplace.audit",
+    "marketplace.rollups",
 ]
 
 MIDDLEWARE = [

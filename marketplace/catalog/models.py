@@ -11,7 +11,8 @@ from django.conf import settings
 from django.contrib.postgres.search import SearchVectorField
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from marketplace.accounts.models import Account, AnyUser, member_accounts
@@ -73,6 +74,17 @@ class ModelQuerySet(models.QuerySet["Model"]):
             return self.filter(visibility=Model.Visibility.PUBLIC)
         return self.filter(
             Q(visibility=Model.Visibility.PUBLIC) | Q(owner__in=member_accounts(user))
+        )
+
+    def refresh_latest_versions(self) -> int:
+        """:meth:`Model.refresh_latest_version` for many models in one UPDATE (after versions
+        were written around the ORM, e.g. a benchmark's COPY)."""
+        latest = Version.objects.filter(model=OuterRef("pk"), hidden=False).order_by("-created_at")
+        return self.update(
+            latest_version=Subquery(latest.values("pk")[:1]),
+            latest_version_created_at=Coalesce(
+                Subquery(latest.values("created_at")[:1]), "created_at"
+            ),
         )
 
 

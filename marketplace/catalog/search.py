@@ -128,6 +128,25 @@ def write_documents(rows: list[Row]) -> None:
             )
 
 
+def reindex_all(batch: int = 2000) -> int:
+    """Index every model again (after rows were written around the ORM, e.g. by COPY)."""
+    tags: dict[int, list[str]] = {}
+    for model_id, tag in Model.tags.through.objects.values_list("model_id", "tag__name"):
+        tags.setdefault(model_id, []).append(tag)
+    rows = Model.objects.order_by("pk").values_list(
+        "pk", "owner__username", "name", "description", "readme"
+    )
+    pending: list[Row] = []
+    count = 0
+    for pk, owner, name, description, readme in rows.iterator(chunk_size=batch):
+        pending.append((pk, owner, name, tags.get(pk, []), description, readme))
+        if len(pending) == batch:
+            write_documents(pending)
+            count, pending = count + len(pending), []
+    write_documents(pending)
+    return count + len(pending)
+
+
 def _name_words(owner: str, name: str) -> str:
     return " ".join(words(f"{owner} {name}"))
 

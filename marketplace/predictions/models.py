@@ -113,6 +113,8 @@ class Prediction(models.Model):
             models.Index(fields=["account", "-created_at"]),
             models.Index(fields=["model", "-created_at"]),
             models.Index(fields=["status", "created_at"]),
+            # marketplace.rollups reads what ended since its last roll-up by this.
+            models.Index(fields=["completed_at"], name="prediction_completed_at"),
         ]
 
     def __str__(self) -> str:
