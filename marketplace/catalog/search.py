@@ -24,7 +24,7 @@ from typing import Any
 
 import snowballstemmer
 from django.db import connection
-from django.db.models import F, FloatField, QuerySet
+from django.db.models import BooleanField, F, FloatField, QuerySet
 from django.db.models.expressions import RawSQL
 
 from marketplace.catalog.models import Model
@@ -167,24 +167,29 @@ def forget_model(model_id: int) -> None:
             cursor.execute(f"DELETE FROM {FTS_TABLE} WHERE rowid = %s", [model_id])  # noqa: S608
 
 
+# Django's alias of the search document table once a queryset joins it (``ranked``'s
+# ``search_document__isnull=False``, the only join of that table in these queries).
+D = '"catalog_searchdocument"'
+
+
 def _word_sql(word: str, stem: str) -> tuple[str, list[Any], str, list[Any]]:
-    """(match condition, params, score expression, params) of one query word, over a search
-    document ``d``."""
+    """(match condition, params, score expression, params) of one query word, over the joined
+    search document ``D``."""
     if connection.vendor == "postgresql":
-        match = "(d.vector @@ to_tsquery('simple', %s) OR %s <%% d.name)"
+        match = f"({D}.vector @@ to_tsquery('simple', %s) OR %s <%% {D}.name)"
         match_params: list[Any] = [f"{stem}:*", word]
         cases: list[tuple[str, list[Any], int]] = [
-            ("d.vector @@ to_tsquery('simple', %s)", [f"{stem}:*{weight}"], score)
+            (f"{D}.vector @@ to_tsquery('simple', %s)", [f"{stem}:*{weight}"], score)
             for weight, _, score in FIELDS.values()
         ]
     else:
-        fts = f"d.model_id IN (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s)"  # noqa: S608
-        match = f"({fts} OR word_similarity(%s, d.name) >= %s)"
+        fts = f"{D}.model_id IN (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s)"  # noqa: S608
+        match = f"({fts} OR word_similarity(%s, {D}.name) >= %s)"
         match_params = [f'"{stem}"*', word, THRESHOLD]
         cases = [
             (fts, [f'{{{column}}} : "{stem}"*'], score) for _, column, score in FIELDS.values()
         ]
-    typo = ("word_similarity(%s, d.name) >= %s", [word, THRESHOLD], TYPO_SCORE)
+    typo = (f"word_similarity(%s, {D}.name) >= %s", [word, THRESHOLD], TYPO_SCORE)
     ordered = [*cases[:2], typo, *cases[2:]]
     score = "CASE " + " ".join(f"WHEN {c} THEN {s}" for c, _, s in ordered) + " ELSE 0 END"
     return match, match_params, score, [p for _, params, _ in ordered for p in params]
@@ -204,22 +209,18 @@ def ranked(queryset: QuerySet[Model], text: str) -> QuerySet[Model]:
         match_params.extend(m_params)
         scores.append(score)
         score_params.extend(s_params)
-    where = " AND ".join(matches)
     total = " + ".join(f"({s})" for s in scores)
-    best = BEST * len(pairs)
-    # Uncorrelated, so that PostgreSQL answers it from the GIN indexes once.
+    # One join with the document: PostgreSQL finds the rows through its GIN indexes (a bitmap
+    # OR per word) and scores them in the same pass.
     matching = RawSQL(  # noqa: S611 (every value is a parameter)
-        f"SELECT d.model_id FROM catalog_searchdocument d WHERE {where}",  # noqa: S608
-        match_params,
+        " AND ".join(matches), match_params, output_field=BooleanField()
     )
     score_sql = RawSQL(  # noqa: S611
-        f"SELECT CAST({total} AS REAL) / {best} FROM catalog_searchdocument d "  # noqa: S608
-        'WHERE d.model_id = "catalog_model"."id"',
-        score_params,
-        output_field=FloatField(),
+        f"CAST({total} AS REAL) / {BEST * len(pairs)}", score_params, output_field=FloatField()
     )
     return (
-        queryset.filter(pk__in=matching)
+        queryset.filter(search_document__isnull=False)
+        .filter(matching)
         .annotate(search_score=score_sql)
         .order_by(F("search_score").desc(), "-run_count", "-created_at", "-pk")
     )

@@ -115,6 +115,12 @@ class Prediction(models.Model):
             models.Index(fields=["status", "created_at"]),
             # marketplace.rollups reads what ended since its last roll-up by this.
             models.Index(fields=["completed_at"], name="prediction_completed_at"),
+            # Model cards and the API's default_example read a model's featured examples.
+            models.Index(
+                fields=["model", "-created_at"],
+                condition=models.Q(is_example=True),
+                name="prediction_examples",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -195,7 +195,7 @@ def resolve_inputs(payload: dict[str, Any]) -> dict[str, Any]:
     """
     ttl = settings.PREDICTION_TIMEOUT + 3600
     # The site's own uploads (playground inputs) are stored references: signed like outputs.
-    payload = storage.sign_urls(payload, ttl)
+    payload = storage.sign_urls(payload, ttl, download=True)
     refs = _walk(payload, "input")
     if not refs:
         return payload
@@ -207,7 +207,7 @@ def resolve_inputs(payload: dict[str, Any]) -> dict[str, Any]:
     # A presigned GET straight from the bucket when the store is reachable; otherwise the app's
     # signed download URL, which streams it.
     urls = {
-        f.pk: storage.signed_url(str(f.content.name), ttl)
+        f.pk: storage.download_url(str(f.content.name), ttl)
         if storage.direct_urls()
         else f.signed_download_url(ttl)
         for f in files
