@@ -124,6 +124,8 @@ def _invalid_model(exc: ValidationError, model: Model) -> Problem:
 def _tags(data: dict[str, Any]) -> list[str] | None:
     if "tags" not in data:
         return None
+    if not isinstance(data["tags"], list):
+        raise _invalid("tags", "must be a list of strings")
     try:
         return clean_tags(data["tags"])
     except ValueError as exc:

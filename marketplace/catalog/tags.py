@@ -6,12 +6,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Count
 
 from marketplace.catalog import search
 from marketplace.catalog.models import Model, Tag
 
 MAX_TAGS = 10
+TOP_TAGS = 24
+TOP_TAGS_KEY = "catalog:top-tags"
+TOP_TAGS_SECONDS = 60
 TAG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*\Z")
 
 
@@ -44,4 +49,20 @@ def set_tags(model: Model, tags: list[str]) -> bool:
             Tag.objects.get_or_create(name=name)
         model.tags.set(Tag.objects.filter(name__in=tags))
         search.index_model(model)
+    cache.delete(TOP_TAGS_KEY)
     return True
+
+
+def top_tags() -> list[dict[str, Any]]:
+    """The tags most public models carry, with their counts; remembered for a minute in each
+    process (explore shows them on every visit; a change of tags here forgets them)."""
+    tags = cache.get(TOP_TAGS_KEY)
+    if tags is None:
+        tags = list(
+            Tag.objects.filter(models__visibility=Model.Visibility.PUBLIC)
+            .annotate(n=Count("models"))
+            .order_by("-n", "name")
+            .values("name", "n")[:TOP_TAGS]
+        )
+        cache.set(TOP_TAGS_KEY, tags, TOP_TAGS_SECONDS)
+    return list(tags)

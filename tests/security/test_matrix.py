@@ -280,6 +280,8 @@ OWN_PAGES = {
     "/billing/portal",
     "/billing/caps",
     "/{username}",
+    # Public like profiles: an account's initial (avatar_url in the API).
+    "/avatars/{username}.svg",
     "/ops/hosts/",
     "/account/audit",
     "/account/organizations",

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from marketplace.accounts.models import Account, AnyUser
 from marketplace.catalog import search as catalog_search
-from marketplace.catalog.models import Collection, Hardware, Model, Tag
+from marketplace.catalog.models import Collection, Hardware, Model
+from marketplace.catalog.tags import top_tags
 from marketplace.web.rendering import cards, highlight
 
 SECTION_SIZE = 12
 PAGE_SIZE = 24
-TOP_TAGS = 24
-TAGS_CACHE_SECONDS = 60
 
 
 def listed_models(user: AnyUser) -> QuerySet[Model]:
@@ -29,21 +25,6 @@ def listed_models(user: AnyUser) -> QuerySet[Model]:
         .select_related("owner", "default_hardware", "latest_version")
         .defer("readme", "latest_version__openapi_schema", "latest_version__cog_config")
     )
-
-
-def top_tags() -> list[dict[str, Any]]:
-    """The tags most public models carry (remembered for a minute: explore shows them on
-    every visit)."""
-    tags = cache.get("catalog:top-tags")
-    if tags is None:
-        tags = list(
-            Tag.objects.filter(models__visibility=Model.Visibility.PUBLIC)
-            .annotate(n=Count("models"))
-            .order_by("-n", "name")
-            .values("name", "n")[:TOP_TAGS]
-        )
-        cache.set("catalog:top-tags", tags, TAGS_CACHE_SECONDS)
-    return list(tags)
 
 
 def explore(request: HttpRequest) -> HttpResponse:
