@@ -80,10 +80,10 @@ class Stack:
 
 def report(title: str, timings: dict[str, list[float]]) -> None:
     print(title)
-    print(f"{'':28}{'n':>7}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
+    print(f"{'':32}{'n':>7}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
     for name, values in timings.items():
         print(
-            f"{name:28}{len(values):7}{percentile(values, 0.5):10.1f}"
+            f"{name:32}{len(values):7}{percentile(values, 0.5):10.1f}"
             f"{percentile(values, 0.95):10.1f}{percentile(values, 0.99):10.1f}"
         )
 

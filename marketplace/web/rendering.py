@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import mimetypes
 import re
@@ -20,6 +21,9 @@ from marketplace.catalog.formspec import OutputSpec
 README_TAGS = nh3.ALLOWED_TAGS | {"img", "pre", "code", "table", "thead", "tbody", "tr", "th", "td"}
 
 
+# Both are pure functions of the text, and rendering markdown is most of what a page of cards
+# costs: each process remembers recent results.
+@functools.lru_cache(maxsize=256)
 def markdown_html(text: str) -> SafeString:
     html = markdown.markdown(text or "", extensions=["fenced_code", "tables"])
     return mark_safe(nh3.clean(html, tags=README_TAGS))  # noqa: S308 - sanitized by nh3 just above
@@ -28,6 +32,7 @@ def markdown_html(text: str) -> SafeString:
 INLINE_TAGS = {"strong", "em", "code", "a"}
 
 
+@functools.lru_cache(maxsize=4096)
 def inline_markdown(text: str) -> SafeString:
     """One line of markdown (a model's description): emphasis, code and links only."""
     html = markdown.markdown(text or "").removeprefix("<p>").removesuffix("</p>")
