@@ -52,8 +52,12 @@ def _related(models: list[Model]) -> Related:
     three queries for any number of models."""
     ids = [m.pk for m in models]
     latest = {
-        v.model_id: v for v in Version.objects.filter(pk__in=[m.latest_version_id for m in models])
+        v.model_id: v
+        for v in Version.objects.filter(pk__in=[m.latest_version_id for m in models]).defer(
+            "openapi_schema"
+        )
     }
+    Version.load_schemas(list(latest.values()))
     tags: dict[int, list[str]] = {}
     for model_id, tag in (
         Model.tags.through.objects.filter(model_id__in=ids)
@@ -64,6 +68,7 @@ def _related(models: list[Model]) -> Related:
     examples: dict[int, Prediction] = {}
     for prediction in (
         Prediction.objects.select_related("model__owner", "version", "hardware", "instance")
+        .defer("version__openapi_schema")
         .filter(model_id__in=ids, is_example=True)
         .order_by("model_id", "-created_at")
     ):

@@ -148,3 +148,16 @@ def rebuild() -> None:
         Rollup.objects.all().delete()
         for name in WINDOWS:
             roll(name)
+
+
+def recent(name: str, max_age: timedelta, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A summary at most ``max_age`` old, shared by every process: ``compute()`` runs when the
+    stored one is older (e.g. a model page's timing percentiles: once a minute per model, not
+    on every view)."""
+    now = timezone.now()
+    row = Rollup.objects.filter(name=name).first()
+    if row is not None and row.until > now - max_age:
+        return dict(row.totals)
+    summary = compute()
+    Rollup.objects.update_or_create(name=name, defaults={"until": now, "totals": summary})
+    return summary

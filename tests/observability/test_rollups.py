@@ -127,3 +127,17 @@ def test_webhook_attempts_are_rolled_up_too(user: Any) -> None:
     rollups.roll("webhook_attempts")
     WebhookAttempt.objects.create(delivery=delivery, response_status=204)
     assert rollups.webhook_attempt_totals() == {"success": 2, "failure": 2}
+
+
+def test_recent_summaries_are_computed_at_most_once_per_max_age() -> None:
+    calls: list[int] = []
+
+    def compute() -> dict[str, Any]:
+        calls.append(1)
+        return {"p50": len(calls)}
+
+    assert rollups.recent("timings:1", timedelta(minutes=1), compute) == {"p50": 1}
+    assert rollups.recent("timings:1", timedelta(minutes=1), compute) == {"p50": 1}
+    Rollup.objects.filter(name="timings:1").update(until=timezone.now() - timedelta(minutes=2))
+    assert rollups.recent("timings:1", timedelta(minutes=1), compute) == {"p50": 2}
+    assert len(calls) == 2

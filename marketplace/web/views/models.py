@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +29,7 @@ from marketplace.predictions.services import (
     prediction_create,
 )
 from marketplace.registry.models import ImagePush
+from marketplace.rollups import totals as rollups
 from marketplace.web import playground
 from marketplace.web.access import (
     accounts_of,
@@ -39,6 +41,10 @@ from marketplace.web.access import (
 )
 from marketplace.web.forms import VersionPriceForm
 from marketplace.web.rendering import describe, markdown_html, render_output
+
+# A model page's queue/setup/run percentiles are recomputed at most this often (shared by every
+# web process through marketplace.rollups).
+TIMINGS_MAX_AGE = timedelta(minutes=1)
 
 
 def _version(model: Model, version_id: str | None) -> Version | None:
@@ -106,7 +112,7 @@ def model_page(request: HttpRequest, owner: str, name: str) -> HttpResponse:
             raise Http404("No such prediction")
         version = _version(model, tweaked.version_id)
         values = tweaked.input if isinstance(tweaked.input, dict) else {}
-    summary = timing_summary(model)
+    summary = rollups.recent(f"timings:{model.pk}", TIMINGS_MAX_AGE, lambda: timing_summary(model))
     timings = [
         ("Queue wait", summary["queue"]),
         ("Setup (cold start)", summary["setup"]),
