@@ -195,13 +195,11 @@ def _word_sql(word: str, stem: str) -> tuple[str, list[Any], str, list[Any]]:
     return match, match_params, score, [p for _, params, _ in ordered for p in params]
 
 
-def ranked(queryset: QuerySet[Model], text: str) -> QuerySet[Model]:
-    """``queryset`` narrowed to models matching every word of ``text``, annotated with
-    ``search_score`` (0 to 1) and ordered by it, then run count, then newest. A query without
-    searchable words matches nothing."""
+def _sql(text: str) -> tuple[RawSQL, RawSQL] | None:
+    """The match condition and the score of a query, or None when it has no searchable word."""
     pairs = query_words(text)
     if not pairs:
-        return queryset.none()
+        return None
     matches, match_params, scores, score_params = [], [], [], []
     for word, stem in pairs:
         match, m_params, score, s_params = _word_sql(word, stem)
@@ -210,17 +208,35 @@ def ranked(queryset: QuerySet[Model], text: str) -> QuerySet[Model]:
         scores.append(score)
         score_params.extend(s_params)
     total = " + ".join(f"({s})" for s in scores)
-    # One join with the document: PostgreSQL finds the rows through its GIN indexes (a bitmap
-    # OR per word) and scores them in the same pass.
-    matching = RawSQL(  # noqa: S611 (every value is a parameter)
+    condition = RawSQL(  # noqa: S611 (every value is a parameter)
         " AND ".join(matches), match_params, output_field=BooleanField()
     )
-    score_sql = RawSQL(  # noqa: S611
+    scored = RawSQL(  # noqa: S611
         f"CAST({total} AS REAL) / {BEST * len(pairs)}", score_params, output_field=FloatField()
     )
+    return condition, scored
+
+
+def matching(queryset: QuerySet[Model], text: str) -> QuerySet[Model]:
+    """``queryset`` narrowed to models matching every word of ``text``, unordered (what a count
+    needs: scoring every match only to count them would double the work)."""
+    sql = _sql(text)
+    if sql is None:
+        return queryset.none()
+    # One join with the document: PostgreSQL finds the rows through its GIN indexes (a bitmap
+    # OR per word) and scores them in the same pass.
+    return queryset.filter(search_document__isnull=False).filter(sql[0])
+
+
+def ranked(queryset: QuerySet[Model], text: str) -> QuerySet[Model]:
+    """:func:`matching`, annotated with ``search_score`` (0 to 1) and ordered by it, then run
+    count, then newest. A query without searchable words matches nothing."""
+    sql = _sql(text)
+    if sql is None:
+        return queryset.none()
     return (
         queryset.filter(search_document__isnull=False)
-        .filter(matching)
-        .annotate(search_score=score_sql)
+        .filter(sql[0])
+        .annotate(search_score=sql[1])
         .order_by(F("search_score").desc(), "-run_count", "-created_at", "-pk")
     )

@@ -159,5 +159,9 @@ def recent(name: str, max_age: timedelta, compute: Callable[[], dict[str, Any]])
     if row is not None and row.until > now - max_age:
         return dict(row.totals)
     summary = compute()
-    Rollup.objects.update_or_create(name=name, defaults={"until": now, "totals": summary})
+    if not Rollup.objects.filter(name=name).update(until=now, totals=summary):
+        # Two processes may get here at once: either row will do.
+        Rollup.objects.bulk_create(
+            [Rollup(name=name, until=now, totals=summary)], ignore_conflicts=True
+        )
     return summary

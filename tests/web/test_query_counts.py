@@ -15,6 +15,7 @@ from marketplace.catalog.models import Collection, Model, Version
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import Outcome, prediction_create, prediction_finish
 from marketplace.predictions.webhooks import WebhookAttempt, WebhookDelivery
+from marketplace.rollups.models import Rollup
 from tests.factories import UserFactory, cpu, publish
 
 pytestmark = pytest.mark.django_db
@@ -62,6 +63,8 @@ def add_models(count: int, start: int, template: Version) -> None:
 
 def count_queries(client: Client) -> dict[str, int]:
     cache.clear()  # explore's top tags are remembered for a minute
+    # Model pages compute their timings once a minute: count the computing view each time.
+    Rollup.objects.filter(name__startswith="timings:").delete()
     counts = {}
     for page in PAGES:
         with CaptureQueriesContext(connection) as ctx:
@@ -91,8 +94,9 @@ def test_pages_make_the_same_queries_with_30_or_500_models(
     assert Model.objects.count() == 501
     many = count_queries(client)
     assert many == few
-    # And the numbers stay small: session, user and the page's own few queries.
-    assert max(many.values()) <= 12, many
+    # And the numbers stay small: session, user and the page's own few queries (13 for a model
+    # page that recomputes its timings, once a minute; 9 when it reads them).
+    assert max(many.values()) <= 13, many
 
 
 def test_prediction_page_queries_do_not_grow_with_webhook_deliveries(user: Any) -> None:

@@ -50,7 +50,7 @@ def explore(request: HttpRequest) -> HttpResponse:
 def search(request: HttpRequest) -> HttpResponse:
     """The site's search: the API's ranking (members also find their private models), with
     filters for hardware, pricing, owner and tag."""
-    models = listed_models(request.user)
+    models: QuerySet[Model] = Model.objects.visible_to(request.user)
     query = request.GET.get("q", "").strip()[:200]
     hardware = request.GET.get("hardware", "")
     pricing = request.GET.get("pricing", "")
@@ -66,9 +66,15 @@ def search(request: HttpRequest) -> HttpResponse:
         models = models.filter(owner__username__iexact=owner)
     if tag:
         models = models.filter(tags__name=tag)
+    counted = catalog_search.matching(models, query) if query else models
     models = catalog_search.ranked(models, query) if query else models.order_by("-run_count", "pk")
-    page = Paginator(models, PAGE_SIZE).get_page(request.GET.get("page"))
-    page.object_list = cards(page.object_list)
+    # Rank ids only and count unscored matches, then load the page's cards: joining what a card
+    # shows to every match before sorting cost more than the ranking.
+    paginator = Paginator(models.values_list("pk", flat=True), PAGE_SIZE)
+    paginator.count = counted.count()  # type: ignore[misc]
+    page = paginator.get_page(request.GET.get("page"))
+    found = listed_models(request.user).in_bulk(list(page.object_list))
+    page.object_list = cards([found[pk] for pk in page.object_list if pk in found])
     for model in page.object_list:
         model.description_html = highlight(model.description_html, query)
         model.name_html = highlight(model.name, query)
