@@ -71,11 +71,14 @@ class PlatformCollector(Collector):
         # Ended predictions come rolled up (constant cost as history grows); active ones are
         # few and counted live through the status index.
         ended = rollups.prediction_totals()
-        active_rows = Prediction.objects.filter(status__in=ACTIVE)
-        by_status = {**ended["status"]}
-        by_status.update(
-            active_rows.values_list("status").annotate(n=Count("pk")).values_list("status", "n")
+        active = list(
+            Prediction.objects.filter(status__in=ACTIVE).values_list(
+                "status", "created_at", "started_at"
+            )
         )
+        by_status = {**ended["status"]}
+        for status, *_ in active:
+            by_status[status] = by_status.get(status, 0) + 1
         created = CounterMetricFamily(
             "marketplace_predictions_created", "Predictions created (all time)."
         )
@@ -86,27 +89,26 @@ class PlatformCollector(Collector):
             "Predictions that ended, by final status (all time).",
             labels=["status"],
         )
-        active = GaugeMetricFamily(
+        gauge = GaugeMetricFamily(
             "marketplace_predictions_active",
             "Predictions queued (starting) or running (processing).",
             labels=["status"],
         )
         for status in Prediction.Status.values:
-            family = completed if status in Prediction.TERMINAL else active
+            family = completed if status in Prediction.TERMINAL else gauge
             family.add_metric([status], by_status.get(status, 0))
         yield completed
-        yield active
+        yield gauge
         phases = HistogramMetricFamily(
             "marketplace_prediction_phase_seconds",
             "Time predictions spent per phase: queue (created → started), run (started → "
             "ended); setup is an instance's boot (created → ready).",
             labels=["phase"],
         )
-        running = rollups.phases(
-            active_rows.exclude(started_at=None),
-            {"queue": rollups.duration("started_at", "created_at")},
+        running = rollups.bucketed(
+            [(started - created).total_seconds() for _, created, started in active if started]
         )
-        _histogram(phases, "queue", rollups.add(ended["queue"], running["queue"]))
+        _histogram(phases, "queue", rollups.add(ended["queue"], running))
         _histogram(phases, "run", ended["run"])
         setup = rollups.phases(
             Instance.objects.exclude(ready_at=None),
