@@ -36,10 +36,11 @@ def explore(request: HttpRequest) -> HttpResponse:
     popular = list(models.exclude(pk__in=shown).order_by("-run_count", "pk")[:SECTION_SIZE])
     shown += [m.pk for m in popular]
     recent = list(models.exclude(pk__in=shown).order_by("-created_at", "-pk")[:SECTION_SIZE])
+    cards(featured + popular + recent)  # pictures of all three sections in one query
     context = {
-        "featured": cards(featured),
-        "popular": cards(popular),
-        "recent": cards(recent),
+        "featured": featured,
+        "popular": popular,
+        "recent": recent,
         "tags": top_tags(),
         "collections": list(Collection.objects.order_by("name")[:SECTION_SIZE]),
         "hardware": list(Hardware.objects.filter(is_active=True)),
