@@ -54,8 +54,10 @@ def test_search_is_ranked_highlighted_and_filtered_by_tag(
     tagged = client.get("/search", {"tag": "streaming"}).content.decode()
     assert cards(tagged) == ["alice/text-stream"]
     explore = client.get("/").content.decode()
-    assert 'href="/search?tag=streaming"' in explore
+    assert 'href="/?tag=streaming"' in explore
     assert hello.model.full_name in cards(explore) and secret.model.name not in explore
+    # Explore filters its sections by tag.
+    assert cards(client.get("/", {"tag": "streaming"}).content.decode()) == ["alice/text-stream"]
 
 
 def test_owners_set_tags_on_the_edit_page(alice_client: Client, user: Any) -> None:

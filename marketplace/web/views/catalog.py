@@ -28,9 +28,12 @@ def listed_models(user: AnyUser) -> QuerySet[Model]:
 
 
 def explore(request: HttpRequest) -> HttpResponse:
-    """Featured, popular and recent models; a model shows in one section only, so a small
-    catalog does not repeat the same cards."""
+    """Featured, popular and recent models, of one tag with ``?tag=``; a model shows in one
+    section only, so a small catalog does not repeat the same cards."""
     models = listed_models(request.user)
+    tag = request.GET.get("tag", "").strip().lower()[:32]
+    if tag:
+        models = models.filter(tags__name=tag)
     featured = list(models.filter(featured=True).order_by("-run_count", "pk")[:SECTION_SIZE])
     shown = [m.pk for m in featured]
     popular = list(models.exclude(pk__in=shown).order_by("-run_count", "pk")[:SECTION_SIZE])
@@ -42,6 +45,7 @@ def explore(request: HttpRequest) -> HttpResponse:
         "popular": popular,
         "recent": recent,
         "tags": top_tags(),
+        "tag": tag,
         "collections": list(Collection.objects.order_by("name")[:SECTION_SIZE]),
         "hardware": list(Hardware.objects.filter(is_active=True)),
     }
