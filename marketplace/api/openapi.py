@@ -43,6 +43,9 @@ class PredictionOut(s.Serializer):
     urls = Urls()
     webhook = s.URLField(required=False)
     webhook_events_filter = s.ListField(child=s.CharField(), required=False)
+    deployment = s.CharField(
+        required=False, help_text="owner/name, when created through a deployment"
+    )
     queue = JSON(
         required=False,
         help_text="Ours, while active: position (1-based, null once taken), estimated_start_at "
