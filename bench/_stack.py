@@ -43,7 +43,9 @@ def setup(*examples: str) -> tuple[str, dict[str, Any]]:
 class Stack:
     """``web`` (``manage.py serve`` with ``web_workers`` processes) and optionally an agent."""
 
-    def __init__(self, *, web_workers: int = 1, agent: bool = True, log_name: str = "bench") -> None:
+    def __init__(
+        self, *, web_workers: int = 1, agent: bool = True, log_name: str = "bench"
+    ) -> None:
         from django.conf import settings
 
         from workers.runtimes.base import free_port

@@ -9,9 +9,11 @@ the environment, like bench/overhead.py (``DEBUG`` off, rate limits lifted for t
             prediction after every create (the create+get mix). Prints create and get latency,
             creates/s, end-to-end predictions/s (first created → last completed, from the
             database), and how many were lost (not succeeded after the run).
-  catalog   ``-c`` concurrent anonymous clients for ``-d`` seconds over the explore page, search,
-            collections, model pages of random public models and ``GET /v1/models``; prints
-            p50/p95/p99 per page. Seed a large catalog first with bench/seed_large.py.
+  catalog   ``-c`` concurrent clients for ``-d`` seconds over the explore page, search,
+            collections, a collection, model pages and their tabs of random public models,
+            profiles, ``GET /v1/models``, ``GET /v1/search`` and ``QUERY /v1/models`` (the API
+            with a token, the site anonymously); prints p50/p95/p99 per kind. Seed a large
+            catalog first with bench/seed_large.py.
 
     export REDIS_URL=redis://127.0.0.1:6379/14
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench .venv/bin/python bench/load.py predict
@@ -78,10 +80,10 @@ class Stack:
 
 def report(title: str, timings: dict[str, list[float]]) -> None:
     print(title)
-    print(f"{'':28}{'n':>7}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
+    print(f"{'':32}{'n':>7}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
     for name, values in timings.items():
         print(
-            f"{name:28}{len(values):7}{percentile(values, 0.5):10.1f}"
+            f"{name:32}{len(values):7}{percentile(values, 0.5):10.1f}"
             f"{percentile(values, 0.95):10.1f}{percentile(values, 0.99):10.1f}"
         )
 
@@ -166,21 +168,28 @@ def predict(args: argparse.Namespace) -> None:
         stack.stop()
 
 
-async def _catalog_load(base: str, paths: list[tuple[str, str]], c: int, seconds: float) -> Any:
+async def _catalog_load(
+    base: str, token: str, paths: list[tuple[str, str, str]], c: int, seconds: float
+) -> Any:
     timings: dict[str, list[float]] = defaultdict(list)
     failures: dict[str, int] = defaultdict(int)
+    api_headers = {"Authorization": f"Bearer {token}", "Content-Type": "text/plain"}
     async with httpx.AsyncClient(base_url=base, timeout=60) as web:
         stop_at = time.monotonic() + seconds
+        kinds = sorted({kind for kind, _, _ in paths})
+        by_kind = {k: [(m, p) for kind, m, p in paths if kind == k] for k in kinds}
 
         async def client(index: int) -> None:
             rng = random.Random(index)
-            kinds = sorted({kind for kind, _ in paths})
             while time.monotonic() < stop_at:
                 # Each kind of page as often as the others; a random model for model pages.
                 kind = rng.choice(kinds)
-                path = rng.choice([p for k, p in paths if k == kind])
+                method, path = rng.choice(by_kind[kind])
+                headers = api_headers if path.startswith("/v1/") else None
+                # QUERY /v1/models: the search text is the body (the path carries it after '#').
+                path, _, body = path.partition("#")
                 started = time.perf_counter()
-                response = await web.get(path)
+                response = await web.request(method, path, headers=headers, content=body or None)
                 timings[kind].append((time.perf_counter() - started) * 1000)
                 if response.status_code != 200:
                     failures[f"{kind} {response.status_code}"] += 1
@@ -189,9 +198,13 @@ async def _catalog_load(base: str, paths: list[tuple[str, str]], c: int, seconds
     return timings, failures
 
 
+# Search words: what the seeded names and descriptions are made of, plus a typo.
+SEARCHES = ("diffusion", "upscale photo", "whisper", "anime style", "difusion", "segment")
+
+
 def catalog(args: argparse.Namespace) -> None:
     from marketplace.accounts.models import ApiToken, User
-    from marketplace.catalog.models import Model
+    from marketplace.catalog.models import Collection, Model
     from marketplace.predictions.models import Prediction
 
     models = list(
@@ -199,28 +212,35 @@ def catalog(args: argparse.Namespace) -> None:
         .order_by("?")
         .values_list("owner__username", "name")[:300]
     )
+    slugs = list(Collection.objects.values_list("slug", flat=True)[:50])
     total_models = Model.objects.count()
     total_predictions = Prediction.objects.count()
     user, _ = User.objects.get_or_create(username="bench")
     _, token = ApiToken.create_for(user, name="bench-catalog")
     stack = Stack(args.web_workers, agent=False)
-    paths = [("explore /", "/"), ("search /search?q=", "/search?q=diffusion")]
-    paths += [("collections", "/collections")]
-    paths += [("model page /<owner>/<name>", f"/{o}/{n}") for o, n in models]
-    paths += [("API tab /<owner>/<name>/api", f"/{o}/{n}/api") for o, n in models[:50]]
+    get = "GET"
+    paths = [("explore /", get, "/")]
+    paths += [("search /search?q=", get, f"/search?q={q}") for q in SEARCHES]
+    paths += [("collections", get, "/collections")]
+    paths += [("collection /collections/<slug>", get, f"/collections/{s}") for s in slugs]
+    paths += [("model page /<owner>/<name>", get, f"/{o}/{n}") for o, n in models]
+    paths += [("API tab /<owner>/<name>/api", get, f"/{o}/{n}/api") for o, n in models[:50]]
+    paths += [("versions tab", get, f"/{o}/{n}/versions") for o, n in models[:50]]
+    paths += [("examples tab", get, f"/{o}/{n}/examples") for o, n in models[:50]]
+    paths += [("profile /<owner>", get, f"/{o}") for o, _ in models[:50]]
+    paths += [("GET /v1/models", get, "/v1/models")]
+    paths += [("GET /v1/search", get, f"/v1/search?query={q}") for q in SEARCHES]
+    paths += [("QUERY /v1/models", "QUERY", f"/v1/models#{q}") for q in SEARCHES]
     try:
-        for _, path in paths[:20]:
-            httpx.get(stack.base + path, timeout=60)  # warm the processes
-        timings, failures = asyncio.run(_catalog_load(stack.base, paths, args.c, args.d))
-        with httpx.Client(base_url=stack.base, headers={"Authorization": f"Bearer {token}"}) as api:
-            for _ in range(100):
-                started = time.perf_counter()
-                api.get("/v1/models")
-                timings["GET /v1/models (serial)"].append((time.perf_counter() - started) * 1000)
+        for _, method, path in paths[:30]:  # warm the processes
+            target, _, body = path.partition("#")
+            headers = {"Authorization": f"Bearer {token}"} if target.startswith("/v1/") else {}
+            httpx.request(method, stack.base + target, headers=headers, content=body, timeout=60)
+        timings, failures = asyncio.run(_catalog_load(stack.base, token, paths, args.c, args.d))
         report(
-            f"catalog: {args.c} clients for {args.d:g} s, {args.web_workers} web worker(s), "
+            f"catalog: {args.c} client(s) for {args.d:g} s, {args.web_workers} web worker(s), "
             f"{total_models} models, {total_predictions} predictions",
-            timings,
+            dict(sorted(timings.items())),
         )
         if failures:
             print(f"non-200 answers: {dict(failures)}")

@@ -56,7 +56,8 @@ def main() -> None:
         sys.exit("seed_large.py needs PostgreSQL (DATABASE_URL=postgres://...)")
     call_command("migrate", verbosity=0)
     if Account.objects.filter(username=f"{args.tag}0").exists():
-        print(f"already seeded with tag {args.tag!r}: nothing to do")
+        print(f"already seeded with tag {args.tag!r}")
+        extras(args.tag)
         return
     started = time.monotonic()
     hardware = Hardware.objects.order_by("price_per_second").first()
@@ -166,12 +167,51 @@ def main() -> None:
                 if i and i % 200_000 == 0:
                     print(f"  {i} predictions ({time.monotonic() - started:.0f} s)")
     raw.commit()
-    with connection.cursor() as cur:
-        cur.execute("ANALYZE")
+    extras(args.tag)
     print(
         f"seeded {args.models} models and {args.predictions} predictions in "
         f"{time.monotonic() - started:.1f} s"
     )
+
+
+def extras(tag: str) -> None:
+    """Collections (40 of 30 public models each) and featured examples (one succeeded prediction
+    of 2,000 models), added once per tag, so that collection pages, example tabs and
+    ``default_example`` have something to show; then the derived data."""
+    from django.db import connection
+
+    from marketplace.catalog.models import Collection, Model
+
+    if not Collection.objects.filter(slug__startswith=f"{tag}-").exists():
+        rng = random.Random(11)
+        public = list(
+            Model.objects.filter(owner__username__startswith=tag, visibility="public")
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        for i in range(40):
+            word = WORDS[i % len(WORDS)]
+            collection = Collection.objects.create(
+                slug=f"{tag}-{word}-{i}", name=f"{word.title()} models {i}", description=word
+            )
+            collection.members.add(*rng.sample(public, 30))
+        with connection.cursor() as cur:
+            cur.execute(
+                "UPDATE predictions_prediction SET is_example = true WHERE id IN ("
+                " SELECT DISTINCT ON (model_id) id FROM predictions_prediction"
+                " WHERE status = 'succeeded' AND model_id IN ("
+                "  SELECT id FROM catalog_model ORDER BY id LIMIT 2000)"
+                " ORDER BY model_id, created_at DESC)"
+            )
+        print("added 40 collections and 2000 featured examples")
+    # Rows went in around the ORM and with past timestamps: derive what the site keeps as it
+    # goes (search index, latest versions, /metrics rollups).
+    from django.core.management import call_command
+
+    call_command("reindex_catalog")
+    call_command("rollup", "--rebuild")
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE")
 
 
 if __name__ == "__main__":

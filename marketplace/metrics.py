@@ -6,7 +6,9 @@ predictions is counted in memory: at scrape time :class:`PlatformCollector` read
 restarts and agree whichever web process answers) and Redis (queue depths of every pool,
 ``marketplace.scheduling.pools``). Phase histograms are built from stored timestamps:
 queue = ``started_at - created_at``, run = ``completed_at - started_at`` (predictions that
-started and ended), setup = ``ready_at - created_at`` of instances.
+started and ended), setup = ``ready_at - created_at`` of instances. What has ended (predictions,
+webhook attempts) comes from ``marketplace.rollups``, so a scrape costs the same however long
+the history.
 
 HTTP request latency is measured where it happens, by :class:`RequestLatencyMiddleware`, in
 each web process: with several web workers set ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's
@@ -19,12 +21,11 @@ import ipaddress
 import os
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
+from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.crypto import constant_time_compare
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -35,11 +36,11 @@ from prometheus_client.registry import Collector
 from marketplace.deployments.models import Deployment, Host, Instance
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.policy import StopCause
-from marketplace.predictions.webhooks import WebhookAttempt
+from marketplace.rollups import totals as rollups
+from marketplace.rollups.totals import PHASE_BUCKETS
 from marketplace.scheduling import pools
 
-# Seconds; queue and setup waits range from milliseconds to cold starts of many minutes.
-PHASE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+ACTIVE = (Prediction.Status.STARTING, Prediction.Status.PROCESSING)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 _HTTP_REGISTRY = CollectorRegistry()
@@ -52,30 +53,10 @@ REQUEST_LATENCY = Histogram(
 )
 
 
-def _duration(end: str, start: str) -> ExpressionWrapper:
-    return ExpressionWrapper(F(end) - F(start), output_field=DurationField())
-
-
-def _add_phases(
-    family: HistogramMetricFamily, rows: QuerySet[Any], durations: dict[str, ExpressionWrapper]
-) -> None:
-    """Add one histogram per phase, all computed by the database in a single aggregate (one scan
-    of the table). A phase's duration is null where it does not apply (e.g. never ended), and
-    nulls count in no bucket."""
-    annotated = rows.annotate(**{f"{phase}_s": expr for phase, expr in durations.items()})
-    aggregates: dict[str, Any] = {}
-    for phase in durations:
-        aggregates[f"{phase}_n"] = Count(f"{phase}_s")
-        aggregates[f"{phase}_sum"] = Sum(f"{phase}_s")
-        for i, bound in enumerate(PHASE_BUCKETS):
-            within = Q(**{f"{phase}_s__lte": timedelta(seconds=bound)})
-            aggregates[f"{phase}_le_{i}"] = Count("pk", filter=within)
-    result = annotated.aggregate(**aggregates)
-    for phase in durations:
-        buckets = [(str(float(b)), result[f"{phase}_le_{i}"]) for i, b in enumerate(PHASE_BUCKETS)]
-        buckets.append(("+Inf", result[f"{phase}_n"]))
-        total: timedelta | None = result[f"{phase}_sum"]
-        family.add_metric([phase], buckets, total.total_seconds() if total else 0.0)
+def _histogram(family: HistogramMetricFamily, phase: str, totals: dict[str, Any]) -> None:
+    buckets = [(str(float(b)), n) for b, n in zip(PHASE_BUCKETS, totals["le"], strict=True)]
+    buckets.append(("+Inf", totals["n"]))
+    family.add_metric([phase], buckets, totals["sum"])
 
 
 class PlatformCollector(Collector):
@@ -88,11 +69,17 @@ class PlatformCollector(Collector):
         yield self._webhooks()
 
     def _predictions(self) -> Iterator[Any]:
-        by_status = dict(
-            Prediction.objects.values_list("status")
-            .annotate(n=Count("pk"))
-            .values_list("status", "n")
+        # Ended predictions come rolled up (constant cost as history grows); active ones are
+        # few and counted live through the status index.
+        ended = rollups.prediction_totals()
+        active = list(
+            Prediction.objects.filter(status__in=ACTIVE).values_list(
+                "status", "created_at", "started_at"
+            )
         )
+        by_status = {**ended["status"]}
+        for status, *_ in active:
+            by_status[status] = by_status.get(status, 0) + 1
         created = CounterMetricFamily(
             "marketplace_predictions_created", "Predictions created (all time)."
         )
@@ -103,35 +90,32 @@ class PlatformCollector(Collector):
             "Predictions that ended, by final status (all time).",
             labels=["status"],
         )
-        active = GaugeMetricFamily(
+        gauge = GaugeMetricFamily(
             "marketplace_predictions_active",
             "Predictions queued (starting) or running (processing).",
             labels=["status"],
         )
         for status in Prediction.Status.values:
-            family = completed if status in Prediction.TERMINAL else active
+            family = completed if status in Prediction.TERMINAL else gauge
             family.add_metric([status], by_status.get(status, 0))
         yield completed
-        yield active
+        yield gauge
         phases = HistogramMetricFamily(
             "marketplace_prediction_phase_seconds",
             "Time predictions spent per phase: queue (created → started), run (started → "
             "ended); setup is an instance's boot (created → ready).",
             labels=["phase"],
         )
-        _add_phases(
-            phases,
-            Prediction.objects.exclude(started_at=None),
-            {
-                "queue": _duration("started_at", "created_at"),
-                "run": _duration("completed_at", "started_at"),
-            },
+        running = rollups.bucketed(
+            [(started - created).total_seconds() for _, created, started in active if started]
         )
-        _add_phases(
-            phases,
+        _histogram(phases, "queue", rollups.add(ended["queue"], running))
+        _histogram(phases, "run", ended["run"])
+        setup = rollups.phases(
             Instance.objects.exclude(ready_at=None),
-            {"setup": _duration("ready_at", "created_at")},
+            {"setup": rollups.duration("ready_at", "created_at")},
         )
+        _histogram(phases, "setup", setup["setup"])
         yield phases
 
     def _instances(self) -> Iterator[Any]:
@@ -205,17 +189,14 @@ class PlatformCollector(Collector):
         yield family
 
     def _webhooks(self) -> CounterMetricFamily:
-        success = Q(response_status__gte=200, response_status__lt=300)
-        counts = WebhookAttempt.objects.aggregate(
-            success=Count("pk", filter=success), failure=Count("pk", filter=~success)
-        )
+        counts = rollups.webhook_attempt_totals()
         family = CounterMetricFamily(
             "marketplace_webhook_attempts",
             "Webhook delivery attempts by outcome (success: a 2xx answer).",
             labels=["outcome"],
         )
         for outcome in ("success", "failure"):
-            family.add_metric([outcome], counts[outcome])
+            family.add_metric([outcome], counts.get(outcome, 0))
         return family
 
 

@@ -131,11 +131,14 @@ def check_url(url: str, *, unresolvable_ok: bool = False) -> Target | None:
     return Target(url=url, host=host, address=addresses[0])
 
 
-def pinned_request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+def pinned_request(
+    client: httpx.Client, method: str, url: str, *, stream: bool = False, **kwargs: Any
+) -> httpx.Response:
     """Check ``url``, then send the request to the address that was checked (never re-resolved).
 
     ``Host`` keeps the name (and port), and for HTTPS the certificate is verified against the
-    name (SNI), so virtual hosts and TLS work as if the name had been used.
+    name (SNI), so virtual hosts and TLS work as if the name had been used. With ``stream`` the
+    body is not read yet (the caller reads what it accepts and closes the response).
     """
     target = check_url(url)
     assert target is not None
@@ -146,4 +149,5 @@ def pinned_request(client: httpx.Client, method: str, url: str, **kwargs: Any) -
     extensions = dict(kwargs.pop("extensions", None) or {})
     if original.scheme == "https":
         extensions["sni_hostname"] = original.host
-    return client.request(method, pinned, headers=headers, extensions=extensions, **kwargs)
+    request = client.build_request(method, pinned, headers=headers, extensions=extensions, **kwargs)
+    return client.send(request, stream=stream)

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "workers",
     "marketplace.files",
     "csp",
+    "marketplace.rollups",
 ]
 
 MIDDLEWARE = [

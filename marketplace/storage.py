@@ -4,8 +4,10 @@ Files live in Django's default storage: the file system (``MEDIA_ROOT``) or an S
 bucket (``STORAGE_BACKEND=s3``, django-storages). The database refers to a stored file by its
 *reference*, ``PUBLIC_URL + MEDIA_URL + name``, which never expires and grants nothing: every
 time a file is handed to a person or a program the reference becomes a signed URL valid for
-``SIGNED_URL_TTL`` seconds — presigned by S3, or (file system, ``S3_PRIVATE_STREAM``) an app URL
-under ``/files/`` carrying ``expires`` and an HMAC ``signature`` that ``serve_file`` checks.
+``SIGNED_URL_TTL`` seconds: an app URL under ``/files/`` carrying ``expires`` and an HMAC
+``signature`` that ``serve_file`` checks. With S3 the app redirects it to a presigned GET (or
+streams it, see :func:`signed_url`); model servers get presigned GETs directly
+(:func:`download_url`).
 
 This module only names, signs, reads and deletes. *Whether* a file may be signed for someone is
 decided by its ownership row (``marketplace.files``), never by the shape of a string.
@@ -56,13 +58,28 @@ def _signature(name: str, expires: int) -> str:
 
 
 def signed_url(name: str, ttl: int | None = None) -> str:
-    """A URL that reads the stored file for ``ttl`` seconds (default ``SIGNED_URL_TTL``)."""
+    """A URL that reads the stored file for ``ttl`` seconds (default ``SIGNED_URL_TTL``): the
+    app's own ``/files/`` URL, whatever the backend. With S3, ``serve_file`` answers it with a
+    redirect to a presigned GET on the bucket, or streams the object itself when the request
+    carries an ``Authorization`` header: the official Python client sends its API token with
+    every file it reads, and S3 refuses a presigned request that also has one."""
     ttl = settings.SIGNED_URL_TTL if ttl is None else ttl
-    if direct_urls():
-        return str(default_storage.url(name, expire=ttl))  # type: ignore[call-arg]
     expires = int(time.time()) + ttl
     query = urlencode({"expires": expires, "signature": _signature(name, expires)})
     return f"{reference(name)}?{query}"
+
+
+def download_url(name: str, ttl: int | None = None) -> str:
+    """A URL for a model server to download a stored file (it sends no credentials): a
+    presigned GET on the bucket when it is reachable, else :func:`signed_url`."""
+    ttl = settings.SIGNED_URL_TTL if ttl is None else ttl
+    if direct_urls():
+        return presigned_url(name, ttl)
+    return signed_url(name, ttl)
+
+
+def presigned_url(name: str, ttl: int) -> str:
+    return str(default_storage.url(name, expire=ttl))  # type: ignore[call-arg]
 
 
 def check_signature(name: str, expires: str, signature: str) -> bool | None:

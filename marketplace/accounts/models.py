@@ -13,6 +13,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any, Union
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.db import models
 from django.db.models.functions import Lower
@@ -134,6 +135,11 @@ class Account(models.Model):
     @property
     def display_name(self) -> str:
         return self.name or self.username
+
+    @property
+    def avatar_url(self) -> str:
+        """A picture of the account's initial, drawn by the site (``/avatars/<name>.svg``)."""
+        return f"{settings.PUBLIC_URL}/avatars/{self.username}.svg"
 
     @property
     def is_organization(self) -> bool:

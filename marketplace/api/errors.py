@@ -14,7 +14,12 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from marketplace.billing.services import PaymentRequired
-from marketplace.predictions.refusals import CreateRefused, InputValidationError, InvalidParameter
+from marketplace.predictions.refusals import (
+    CreateRefused,
+    DeploymentOffline,
+    InputValidationError,
+    InvalidParameter,
+)
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -92,6 +97,8 @@ def refusal_problem(exc: CreateRefused) -> Response:
         return problem(400, description, "Invalid " + exc.field, invalid_fields=[field])
     if isinstance(exc, PaymentRequired):
         return problem(402, str(exc), "Insufficient credit")
+    if isinstance(exc, DeploymentOffline):
+        return problem(409, str(exc), "Deployment is offline")
     return problem(400, str(exc))
 
 

@@ -43,6 +43,9 @@ class PredictionOut(s.Serializer):
     urls = Urls()
     webhook = s.URLField(required=False)
     webhook_events_filter = s.ListField(child=s.CharField(), required=False)
+    deployment = s.CharField(
+        required=False, help_text="owner/name, when created through a deployment"
+    )
     queue = JSON(
         required=False,
         help_text="Ours, while active: position (1-based, null once taken), estimated_start_at "
@@ -71,6 +74,7 @@ class ModelOut(s.Serializer):
     cover_image_url = s.URLField(allow_null=True)
     default_example = PredictionOut(allow_null=True)
     latest_version = VersionOut(allow_null=True)
+    tags = s.ListField(child=s.CharField(), help_text="ours")
 
 
 class CollectionOut(s.Serializer):
@@ -91,6 +95,7 @@ class AccountOut(s.Serializer):
     username = s.CharField()
     name = s.CharField()
     github_url = s.URLField(allow_null=True)
+    avatar_url = s.URLField()
 
 
 class SecretOut(s.Serializer):

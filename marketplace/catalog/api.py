@@ -6,8 +6,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q, QuerySet
-from django.db.models.functions import Coalesce
+from django.db.models import Q, QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -22,6 +21,7 @@ from marketplace.api import openapi as o
 from marketplace.api.authentication import acting_account
 from marketplace.api.errors import Problem, invalid
 from marketplace.api.pagination import CursorPage
+from marketplace.catalog import covers, search
 from marketplace.catalog.models import Collection, Hardware, Model, Version
 from marketplace.catalog.serializers import (
     ModelCreateInput,
@@ -33,6 +33,7 @@ from marketplace.catalog.serializers import (
     version_to_api,
 )
 from marketplace.catalog.services import record_model_change
+from marketplace.catalog.tags import clean_tags, set_tags
 from marketplace.files.access import prime
 from marketplace.predictions.models import Prediction
 
@@ -66,11 +67,19 @@ def _owned_model(request: Request, owner: str, name: str) -> Model:
     return model
 
 
+# DRF's cursor pages by the first field and counts its ties, which suits a discrete score.
+SEARCH_ORDER = ("-search_score", "-run_count", "-created_at", "-pk")
+
+
 def _page(
-    request: Request, view: APIView, queryset: QuerySet[Any], ordering: str, fn: Any
+    request: Request,
+    view: APIView,
+    queryset: QuerySet[Any],
+    ordering: str | tuple[str, ...],
+    fn: Any,
 ) -> Response:
     paginator = CursorPage()
-    paginator.ordering = ordering
+    paginator.ordering = ordering  # type: ignore[assignment]
     page = paginator.paginate_queryset(queryset, request, view=view) or []
     if page and isinstance(page[0], Prediction):
         prime(page)  # examples: their file rows in one query, not one per prediction
@@ -96,14 +105,36 @@ def search_text(request: Request) -> str:
     return raw
 
 
-def _matching(queryset: QuerySet[Model], text: str) -> QuerySet[Model]:
-    for word in text.split():
-        queryset = queryset.filter(
-            Q(name__icontains=word)
-            | Q(description__icontains=word)
-            | Q(owner__username__icontains=word)
-        )
-    return queryset
+def _invalid(field: str, message: str) -> Problem:
+    return Problem(
+        400,
+        f"- {field}: {message}\n",
+        "Invalid request",
+        invalid_fields=[{"type": "invalid", "field": field, "description": message}],
+    )
+
+
+def _invalid_model(exc: ValidationError, model: Model) -> Problem:
+    if "__all__" in exc.message_dict:
+        return Problem(409, f"A model named {model.full_name} already exists")
+    pairs = [(f, m) for f, ms in exc.message_dict.items() for m in ms]
+    return Problem(
+        400,
+        "".join(f"- {f}: {m}\n" for f, m in pairs),
+        "Invalid request",
+        invalid_fields=[{"type": "invalid", "field": f, "description": m} for f, m in pairs],
+    )
+
+
+def _tags(data: dict[str, Any]) -> list[str] | None:
+    if "tags" not in data:
+        return None
+    if not isinstance(data["tags"], list):
+        raise _invalid("tags", "must be a list of strings")
+    try:
+        return clean_tags(data["tags"])
+    except ValueError as exc:
+        raise _invalid("tags", str(exc)) from exc
 
 
 class ModelCollectionApi(APIView):
@@ -128,21 +159,18 @@ class ModelCollectionApi(APIView):
         if direction not in ("asc", "desc"):
             raise Problem(400, "- sort_direction: must be asc or desc\n")
         models = Model.objects.filter(visibility=Model.Visibility.PUBLIC).select_related("owner")
-        field = "created_at"
-        if sort_by == "latest_version_created_at":
-            models = models.annotate(
-                latest_version_created_at=Coalesce(Max("versions__created_at"), "created_at")
-            )
-            field = "latest_version_created_at"
+        # Both orders are indexed (the latest version's date is kept on the model).
+        field = "created_at" if sort_by == "model_created_at" else "latest_version_created_at"
         ordering = f"-{field}" if direction == "desc" else field
         return _page(request, self, models, ordering, model_to_api)
 
     def query(self, request: Request) -> Response:
+        """Public models only (as the reference says), most relevant first."""
         text = search_text(request)
         if not text:
             raise Problem(400, "- query: the request body must be the search text\n")
-        models = _matching(Model.objects.visible_to(_user(request)).select_related("owner"), text)
-        return _page(request, self, models, "-created_at", model_to_api)
+        public = Model.objects.filter(visibility=Model.Visibility.PUBLIC).select_related("owner")
+        return _page(request, self, search.ranked(public, text), SEARCH_ORDER, model_to_api)
 
     @extend_schema(
         operation_id="models.create", request=ModelCreateInput, responses={201: o.ModelOut}
@@ -176,10 +204,25 @@ class ModelCollectionApi(APIView):
         )
         if owner.owned_models.count() >= MAX_MODELS_PER_ACCOUNT:
             raise Problem(409, f"{owner.username} already has {MAX_MODELS_PER_ACCOUNT} models")
+        tags = _tags(data)
         try:
             model.full_clean(exclude=["cover_image"])
+        except ValidationError as exc:
+            raise _invalid_model(exc, model) from exc
+        # Fetched (and checked) before anything is stored: a refused image leaves no model.
+        cover = None
+        if data.get("cover_image_url"):
+            try:
+                cover = covers.fetch_cover(data["cover_image_url"])
+            except covers.CoverRefused as exc:
+                raise _invalid("cover_image_url", str(exc)) from exc
+        try:
             with transaction.atomic():
                 model.save()
+                if tags is not None:
+                    set_tags(model, tags)
+                if cover is not None:
+                    covers.store_cover(model, cover)
                 audit.record(
                     "model.create",
                     account=owner,
@@ -188,18 +231,6 @@ class ModelCollectionApi(APIView):
                     visibility=model.visibility,
                     via="api",
                 )
-        except ValidationError as exc:
-            if "__all__" not in exc.message_dict:
-                pairs = [(f, m) for f, ms in exc.message_dict.items() for m in ms]
-                raise Problem(
-                    400,
-                    "".join(f"- {f}: {m}\n" for f, m in pairs),
-                    "Invalid request",
-                    invalid_fields=[
-                        {"type": "invalid", "field": f, "description": m} for f, m in pairs
-                    ],
-                ) from exc
-            raise Problem(409, f"A model named {model.full_name} already exists") from exc
         except IntegrityError as exc:  # a concurrent create of the same name
             raise Problem(409, f"A model named {model.full_name} already exists") from exc
         body_out = model_to_api(model)
@@ -218,13 +249,17 @@ class ModelDetailApi(APIView):
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
         data.pop("weights_url", None)  # accepted for compatibility; weights live in versions
+        tags = _tags(data)
+        data.pop("tags", None)
         changed = {f: v for f, v in data.items() if getattr(model, f) != v}
         for field, value in data.items():
             setattr(model, field, value)
-        if data:
-            with transaction.atomic():
+        with transaction.atomic():
+            if data:
                 model.save(update_fields=[*data.keys(), "updated_at"])
-                record_model_change(model, changed, request)
+            if tags is not None and set_tags(model, tags):
+                changed["tags"] = tags
+            record_model_change(model, changed, request)
         return Response(model_to_api(model))
 
     @extend_schema(operation_id="models.delete", responses={204: o.NO_CONTENT})
@@ -288,7 +323,7 @@ class VersionDetailApi(APIView):
         with transaction.atomic():
             if version.predictions.exists():
                 # Predictions keep pointing at it: hide it from listings and `owner/name` runs.
-                Version.objects.filter(pk=version.pk).update(hidden=True)
+                Version.objects.filter(pk=version.pk).set_hidden(True)
                 action = "version.hide"
             else:
                 action = "version.delete"
@@ -339,6 +374,7 @@ class AccountApi(APIView):
                 "username": account.username,
                 "name": account.name or account.username,
                 "github_url": account.github_url or None,
+                "avatar_url": account.avatar_url,
             }
         )
 
@@ -377,9 +413,10 @@ class SearchApi(APIView):
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 50:
             raise Problem(400, "- limit: must be a whole number from 1 to 50\n", "Invalid request")
         limit = int(raw_limit)
-        models = _matching(
-            Model.objects.visible_to(_user(request)).select_related("owner"), text
-        ).order_by("-run_count", "-created_at")[:limit]
+        # Public models only, as the reference says (the site's search shows members theirs).
+        public = Model.objects.filter(visibility=Model.Visibility.PUBLIC).select_related("owner")
+        models = list(search.ranked(public, text)[:limit])
+        shaped = models_to_api(models)
         collections = Collection.objects.filter(
             Q(name__icontains=text) | Q(description__icontains=text) | Q(slug__icontains=text)
         )[:limit]
@@ -388,14 +425,14 @@ class SearchApi(APIView):
                 "query": text,
                 "models": [
                     {
-                        "model": shaped,
+                        "model": body,
                         "metadata": {
                             "generated_description": m.description or None,
-                            "tags": [],
-                            "score": None,
+                            "tags": body["tags"],
+                            "score": round(m.search_score, 6),  # type: ignore[attr-defined]
                         },
                     }
-                    for m, shaped in zip(models, models_to_api(list(models)), strict=True)
+                    for m, body in zip(models, shaped, strict=True)
                 ],
                 "collections": [
                     {

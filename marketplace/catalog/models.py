@@ -8,9 +8,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from marketplace.accounts.models import Account, AnyUser, member_accounts
@@ -52,6 +54,18 @@ def cover_image_path(instance: Model, filename: str) -> str:
     return f"covers/{secrets.token_urlsafe(16)}/{filename.rsplit('/', 1)[-1][-100:]}"
 
 
+class Tag(models.Model):
+    """A word owners put on models (``text-to-image``); explore and search filter by it."""
+
+    name = models.SlugField(max_length=32, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class ModelQuerySet(models.QuerySet["Model"]):
     def visible_to(self, user: AnyUser) -> ModelQuerySet:
         """Public models, plus private ones of the accounts the user is a member of (an API
@@ -66,6 +80,17 @@ class ModelQuerySet(models.QuerySet["Model"]):
         """The model ``owner/name`` (owner case-insensitive) among these; chain it after
         ``visible_to`` so that another account's private model looks like no model at all."""
         return self.filter(owner__username__iexact=owner, name=name).first()
+
+    def refresh_latest_versions(self) -> int:
+        """:meth:`Model.refresh_latest_version` for many models in one UPDATE (after versions
+        were written around the ORM, e.g. a benchmark's COPY)."""
+        latest = Version.objects.filter(model=OuterRef("pk"), hidden=False).order_by("-created_at")
+        return self.update(
+            latest_version=Subquery(latest.values("pk")[:1]),
+            latest_version_created_at=Coalesce(
+                Subquery(latest.values("created_at")[:1]), "created_at"
+            ),
+        )
 
 
 class Model(models.Model):
@@ -83,6 +108,16 @@ class Model(models.Model):
     cover_image = models.ImageField(upload_to=cover_image_path, blank=True)
     default_hardware = models.ForeignKey(Hardware, on_delete=models.PROTECT, related_name="+")
     run_count = models.PositiveBigIntegerField(default=0)
+    tags: models.ManyToManyField[Tag, Any] = models.ManyToManyField(
+        Tag, blank=True, related_name="models"
+    )
+    # Kept by refresh_latest_version whenever a version appears, hides or goes, so that pages and
+    # /v1/models read them instead of aggregating versions per request. The date is the model's
+    # own while it has no version (the API's sort order).
+    latest_version = models.ForeignKey(
+        "Version", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    latest_version_created_at = models.DateTimeField(default=timezone.now)
     github_url = models.URLField(blank=True)
     paper_url = models.URLField(blank=True)
     license_url = models.URLField(blank=True)
@@ -97,7 +132,18 @@ class Model(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint("owner", "name", name="model_owner_name_unique")]
-        indexes = [models.Index(fields=["visibility", "-run_count"])]
+        # One per ordering of explore, profiles and /v1/models (public models, newest or most
+        # run first).
+        indexes = [
+            models.Index(fields=["visibility", "-run_count"]),
+            models.Index(fields=["visibility", "-created_at"], name="model_public_newest"),
+            models.Index(
+                fields=["visibility", "-latest_version_created_at"], name="model_public_updated"
+            ),
+            models.Index(
+                fields=["-run_count"], condition=Q(featured=True), name="model_featured_popular"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.full_name
@@ -112,10 +158,20 @@ class Model(models.Model):
 
     @property
     def cover_image_url(self) -> str | None:
-        return f"{settings.PUBLIC_URL}{self.cover_image.url}" if self.cover_image else None
+        # The stable /files/ reference: public covers are served (or redirected to the bucket)
+        # by the app, whatever the storage backend.
+        if not self.cover_image:
+            return None
+        return f"{settings.PUBLIC_URL}{settings.MEDIA_URL}{self.cover_image.name}"
 
-    def latest_version(self) -> Version | None:
-        return self.versions.order_by("-created_at").first()
+    def refresh_latest_version(self) -> None:
+        """Store which visible version is the newest (after any change to its versions)."""
+        latest = self.versions.filter(hidden=False).order_by("-created_at").first()
+        self.latest_version = latest
+        self.latest_version_created_at = latest.created_at if latest else self.created_at
+        Model.objects.filter(pk=self.pk).update(
+            latest_version=latest, latest_version_created_at=self.latest_version_created_at
+        )
 
     def is_owned_by(self, user: AnyUser) -> bool:
         """Whether ``user`` may change this model (and its versions): its owner's writers."""
@@ -137,6 +193,14 @@ class VersionQuerySet(models.QuerySet["Version"]):
         """The version ``owner/name`` runs: the newest that is not hidden (a deleted version
         still referenced by predictions is never "the latest")."""
         return self.filter(model=model, hidden=False).order_by("-created_at").first()
+
+    def set_hidden(self, hidden: bool) -> int:
+        """Hide (or show again) these versions, keeping each model's latest version right."""
+        model_ids = set(self.values_list("model_id", flat=True))
+        count = self.update(hidden=hidden)
+        for model in Model.objects.filter(pk__in=model_ids):
+            model.refresh_latest_version()
+        return count
 
     def resolve(self, ref: str) -> Version | None:
         """A version from a 64-hex id, ``owner/name:id`` or ``owner/name`` (its latest version)."""
@@ -170,6 +234,21 @@ class Collection(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+
+class SearchDocument(models.Model):
+    """What search matches a model by (``catalog.search`` writes it). ``name`` is the owner and
+    model name as lowercase words, for trigram similarity (typos); ``vector`` is the weighted
+    ``tsvector`` on PostgreSQL (SQLite keeps the same words in an FTS5 table instead)."""
+
+    model = models.OneToOneField(
+        "Model", primary_key=True, on_delete=models.CASCADE, related_name="search_document"
+    )
+    name = models.TextField()
+    vector = SearchVectorField(null=True)
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Version(models.Model):
@@ -249,6 +328,18 @@ class Version(models.Model):
                 document = self.openapi_schema
             _schemas.remember(self.pk, document)
         return document
+
+    @classmethod
+    def load_schemas(cls, versions: list[Version]) -> None:
+        """Make ``schema`` of these versions (loaded without ``openapi_schema``) cost nothing:
+        the ones this process does not hold yet come in one query. Decoding every version's
+        document on each page of models was most of what ``GET /v1/models`` cost."""
+        missing = [v.pk for v in versions if _schemas.get(v.pk) is None]
+        if missing:
+            for pk, document in cls.objects.filter(pk__in=missing).values_list(
+                "pk", "openapi_schema"
+            ):
+                _schemas.remember(pk, document)
 
     @property
     def is_iterator_output(self) -> bool:

@@ -21,11 +21,12 @@ def version_to_api(version: Version) -> dict[str, Any]:
     }
 
 
-def model_to_api(
-    model: Model, *, related: tuple[dict[int, Version], dict[int, Prediction]] | None = None
-) -> dict[str, Any]:
+Related = tuple[dict[int, Version], dict[int, Prediction], dict[int, list[str]]]
+
+
+def model_to_api(model: Model, *, related: Related | None = None) -> dict[str, Any]:
     """``related`` is what :func:`models_to_api` loaded for a whole page at once."""
-    latest_by_model, example_by_model = related or _related([model])
+    latest_by_model, example_by_model, tags = related or _related([model])
     latest = latest_by_model.get(model.pk)
     example = example_by_model.get(model.pk)
     return {
@@ -43,27 +44,39 @@ def model_to_api(
         "created_at": iso(model.created_at),
         "default_example": example.to_api() if example else None,
         "latest_version": version_to_api(latest) if latest else None,
+        # Ours: what the owner tagged it with (also in /v1/search's metadata).
+        "tags": tags.get(model.pk, []),
     }
 
 
-def _related(models: list[Model]) -> tuple[dict[int, Version], dict[int, Prediction]]:
-    """Each model's latest visible version and newest example, in two queries for any number
-    of models (a page of 100 used to cost 200)."""
+def _related(models: list[Model]) -> Related:
+    """Each model's latest visible version (kept on the model), newest example and tags, in
+    three queries for any number of models."""
     ids = [m.pk for m in models]
-    latest: dict[int, Version] = {}
-    for version in Version.objects.filter(model_id__in=ids, hidden=False).order_by(
-        "model_id", "-created_at"
+    latest = {
+        v.model_id: v
+        for v in Version.objects.filter(pk__in=[m.latest_version_id for m in models]).defer(
+            "openapi_schema"
+        )
+    }
+    Version.load_schemas(list(latest.values()))
+    tags: dict[int, list[str]] = {}
+    for model_id, tag in (
+        Model.tags.through.objects.filter(model_id__in=ids)
+        .order_by("tag__name")
+        .values_list("model_id", "tag__name")
     ):
-        latest.setdefault(version.model_id, version)
+        tags.setdefault(model_id, []).append(tag)
     examples: dict[int, Prediction] = {}
     for prediction in (
         Prediction.objects.select_related("model__owner", "version", "hardware", "instance")
+        .defer("version__openapi_schema")
         .filter(model_id__in=ids, is_example=True)
         .order_by("model_id", "-created_at")
     ):
         examples.setdefault(prediction.model_id, prediction)
     prime(examples.values())
-    return latest, examples
+    return latest, examples, tags
 
 
 def models_to_api(models: list[Model]) -> list[dict[str, Any]]:
@@ -97,6 +110,7 @@ class ModelCreateInput(serializers.Serializer):
     paper_url = serializers.URLField(required=False, allow_blank=True)
     license_url = serializers.URLField(required=False, allow_blank=True)
     cover_image_url = serializers.URLField(required=False, allow_blank=True)
+    tags = serializers.JSONField(required=False, help_text="ours: a list of tags")
 
 
 class ModelUpdateInput(serializers.Serializer):
@@ -106,3 +120,4 @@ class ModelUpdateInput(serializers.Serializer):
     paper_url = serializers.URLField(required=False, allow_blank=True)
     license_url = serializers.URLField(required=False, allow_blank=True)
     weights_url = serializers.URLField(required=False, allow_blank=True)
+    tags = serializers.JSONField(required=False, help_text="ours: a list of tags")

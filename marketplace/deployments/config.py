@@ -107,7 +107,8 @@ def _resolve(
         low = _int(data["min_instances"], "min_instances", errors, 0, cap)
     high = current.max_instances if current else 1
     if "max_instances" in data:
-        high = _int(data["max_instances"], "max_instances", errors, 1, cap)
+        # 0 takes the deployment offline (see deployment_update).
+        high = _int(data["max_instances"], "max_instances", errors, 0, cap)
     if "min_instances" not in errors and "max_instances" not in errors and low > high:
         errors["min_instances"] = "must not exceed max_instances"
     idle = current.idle_timeout if current else None
@@ -216,7 +217,23 @@ def deployment_update(*, user: User, deployment: Deployment, data: dict[str, Any
         )
     locked.owner = deployment.owner
     locked.model = deployment.model
+    if locked.max_instances == 0:
+        _take_offline(locked)
     return locked
+
+
+def _take_offline(deployment: Deployment) -> None:
+    """``max_instances`` 0: no instance may run, so its instances retire (finishing what they
+    run) and what waits in its queue ends canceled, never started and never billed; new
+    predictions are refused until it is updated again."""
+    instance_ids = list(
+        Instance.objects.filter(deployment=deployment, state__in=Instance.LIVE).values_list(
+            "pk", flat=True
+        )
+    )
+    instances.retire(instance_ids)
+    for prediction_id in pools.drain(pools.deployment_pool(deployment.pk)):
+        prediction_finish(prediction_id, Outcome(Prediction.Status.CANCELED))
 
 
 def deployment_delete(*, user: User, deployment: Deployment) -> None:
@@ -264,6 +281,7 @@ def to_api(deployment: Deployment, release: DeploymentRelease | None = None) -> 
                 "username": account.username if account else "",
                 "name": (account.name or account.username) if account else "",
                 "github_url": (account.github_url or None) if account else None,
+                "avatar_url": account.avatar_url if account else None,
             },
             "configuration": {
                 "hardware": deployment.hardware.sku,

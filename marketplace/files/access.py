@@ -72,10 +72,17 @@ class Owned:
         row = self.stored.get(ref.key) if ref.kind == STORED else None
         return row is not None and row[1] == prediction_id
 
-    def signed(self, ref: Ref, ttl: int | None = None) -> str:
+    def signed(self, ref: Ref, ttl: int | None = None, *, download: bool = False) -> str:
+        """A signed URL for the file; ``download`` for a model server (``storage.download_url``:
+        straight from a reachable bucket)."""
         if ref.kind == STORED:
-            return storage.signed_url(ref.key, ttl)
-        return self.uploads[ref.key].signed_url(settings.SIGNED_URL_TTL if ttl is None else ttl)
+            return (
+                storage.download_url(ref.key, ttl)
+                if download
+                else (storage.signed_url(ref.key, ttl))
+            )
+        ttl = settings.SIGNED_URL_TTL if ttl is None else ttl
+        return self.uploads[ref.key].signed_url(ttl, download=download)
 
 
 def _refs(*values: Any) -> list[Ref]:
@@ -180,7 +187,7 @@ def resolve_for_model(
         if ref.valid:
             continue
         if owned.account_owns(ref, account_id):
-            signed[text] = owned.signed(ref, ttl)
+            signed[text] = owned.signed(ref, ttl, download=True)
         elif path.split(".")[1] in files:
             what = f"The file {ref.key}" if ref.kind == UPLOAD else "The file"
             raise FileGone(

@@ -119,6 +119,14 @@ class Prediction(models.Model):
             models.Index(fields=["account", "-created_at"]),
             models.Index(fields=["model", "-created_at"]),
             models.Index(fields=["status", "created_at"]),
+            # marketplace.rollups reads what ended since its last roll-up by this.
+            models.Index(fields=["completed_at"], name="prediction_completed_at"),
+            # Model cards and the API's default_example read a model's featured examples.
+            models.Index(
+                fields=["model", "-created_at"],
+                condition=models.Q(is_example=True),
+                name="prediction_examples",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -180,6 +188,8 @@ class Prediction(models.Model):
         if self.webhook:
             data["webhook"] = self.webhook
             data["webhook_events_filter"] = self.webhook_events_filter
+        if self.deployment_id:
+            data["deployment"] = _deployment_name(self)
         if signed:
             data = sign_api(self, data)
         return data
@@ -195,6 +205,23 @@ class Prediction(models.Model):
                     (instance.ready_at - instance.created_at).total_seconds(), 6
                 )
         return metrics
+
+
+# Deployments are never renamed, so each process remembers their names rather than joining
+# them into every query that lists predictions.
+_deployment_names: dict[int, str] = {}
+
+
+def _deployment_name(prediction: Prediction) -> str:
+    """``owner/name`` of the deployment a prediction was created through."""
+    assert prediction.deployment_id is not None
+    name = _deployment_names.get(prediction.deployment_id)
+    if name is None:
+        deployment = prediction.deployment
+        assert deployment is not None
+        name = f"{deployment.owner.username}/{deployment.name}"
+        _deployment_names[prediction.deployment_id] = name
+    return name
 
 
 # Models defined beside their logic; imported here so that Django registers them.

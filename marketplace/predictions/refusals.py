@@ -27,3 +27,7 @@ class InvalidParameter(CreateRefused):
         super().__init__(f"{field} {message}")
         self.field = field
         self.message = message
+
+
+class DeploymentOffline(CreateRefused):
+    """The deployment's ``max_instances`` is 0: it takes no predictions until updated (409)."""

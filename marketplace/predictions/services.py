@@ -38,7 +38,12 @@ from marketplace.jsonsafe import scrub
 from marketplace.predictions import events, lifetimes, outbound, uploads, webhooks
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.policy import Outcome
-from marketplace.predictions.refusals import CreateRefused, InputValidationError, InvalidParameter
+from marketplace.predictions.refusals import (
+    CreateRefused,
+    DeploymentOffline,
+    InputValidationError,
+    InvalidParameter,
+)
 from marketplace.predictions.secrets import seal
 from marketplace.scheduling import pools, starts
 
@@ -52,6 +57,7 @@ PENDING_UPLOAD = "https://uploads.invalid/pending"
 
 __all__ = [
     "CreateRefused",
+    "DeploymentOffline",
     "InputValidationError",
     "InvalidParameter",
     "PaymentRequired",
@@ -83,6 +89,11 @@ def prediction_create(
     removed again if the create fails after all.
     """
     if deployment is not None:
+        if deployment.max_instances == 0:
+            raise DeploymentOffline(
+                f"The deployment {deployment.owner.username}/{deployment.name} is offline: its "
+                "max_instances is 0. Update it to a positive max_instances to run predictions."
+            )
         version = deployment.version
     if version is None:
         raise ValueError("prediction_create needs a version or a deployment")

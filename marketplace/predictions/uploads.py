@@ -122,11 +122,18 @@ class UploadedFile(models.Model):
         # The name as last segment: model servers keep it (and its extension) when they download.
         return f"{self.api_url}/download/{quote(self.name, safe='')}?{query}"
 
-    def signed_url(self, ttl_seconds: int) -> str:
-        """A URL anyone can read the content from for ``ttl_seconds``: a presigned GET straight
-        from the bucket when the store is reachable, else the app's signed download URL."""
+    def signed_url(self, ttl_seconds: int, *, download: bool = False) -> str:
+        """A URL anyone can read the content from for ``ttl_seconds``. From a reachable bucket:
+        the app's signed ``/files/`` URL (redirected to the bucket), or with ``download`` (for a
+        model server, which sends no credentials) a presigned GET on the bucket itself.
+        Otherwise the app's signed download URL, which streams it."""
         if storage.direct_urls():
-            return storage.signed_url(str(self.content.name), ttl_seconds)
+            name = str(self.content.name)
+            return (
+                storage.download_url(name, ttl_seconds)
+                if download
+                else (storage.signed_url(name, ttl_seconds))
+            )
         return self.signed_download_url(ttl_seconds)
 
 

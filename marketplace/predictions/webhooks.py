@@ -101,6 +101,8 @@ class WebhookAttempt(models.Model):
     class Meta:
         app_label = "predictions"
         ordering = ["attempted_at", "id"]
+        # marketplace.rollups reads the attempts made since its last roll-up by this.
+        indexes = [models.Index(fields=["attempted_at"], name="webhook_attempt_at")]
 
     def __str__(self) -> str:
         return f"attempt {self.pk} of {self.delivery_id}"

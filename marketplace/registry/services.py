@@ -283,7 +283,7 @@ def _restore_if_back(push: ImagePush, client: RegistryClient | None) -> ImagePus
     with transaction.atomic():
         ImagePush.objects.filter(pk=push.pk).update(deleted_at=None)
         if push.version_id is not None:
-            Version.objects.filter(pk=push.version_id).update(hidden=False)
+            Version.objects.filter(pk=push.version_id).set_hidden(False)
             _record_version_event("version.restore", push)
     logger.info("%s@%s was pushed again: version restored", push.repository, push.digest)
     push.refresh_from_db()
@@ -326,7 +326,7 @@ def record_delete(
             deleted_at=timezone.now()
         )
         if push.version_id is not None:
-            Version.objects.filter(pk=push.version_id).update(hidden=True)
+            Version.objects.filter(pk=push.version_id).set_hidden(True)
             _record_version_event("version.hide", push)
     logger.info("%s@%s deleted from the registry: version hidden", repository, digest)
     push.refresh_from_db()

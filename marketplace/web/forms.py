@@ -10,7 +10,9 @@ from django.utils import timezone
 
 from marketplace.accounts.models import Account, User
 from marketplace.accounts.validators import RESERVED_NAMES
+from marketplace.catalog import covers
 from marketplace.catalog.models import Hardware, Model, Version
+from marketplace.catalog.tags import clean_tags
 
 
 class SignupForm(UserCreationForm):
@@ -119,16 +121,51 @@ class ModelCreateForm(forms.ModelForm):
 
 
 class ModelEditForm(forms.ModelForm):
+    # Not the model's fields: the view stores them through catalog.tags and catalog.covers.
+    tags = forms.CharField(
+        required=False,
+        max_length=400,
+        help_text="Comma-separated, e.g. text-to-image, anime (at most 10). Explore and search "
+        "filter by them.",
+    )
+    cover_image = forms.ImageField(
+        required=False,
+        label="Cover image",
+        help_text="PNG, JPEG, WebP or GIF, at most 5 MB. Shown on the model's card and page.",
+    )
+
     class Meta:
         model = Model
-        fields = ("description", "readme", "cover_image", "visibility", "idle_timeout")
+        fields = ("description", "readme", "visibility", "idle_timeout")
         widgets = {"readme": forms.Textarea(attrs={"rows": 16})}
         labels = {"idle_timeout": "Idle timeout (seconds)"}
         help_texts = {
+            "readme": "Markdown. Scripts, styles and event handlers are removed.",
             "idle_timeout": "How long an idle instance of this model stays up for the next "
-            "prediction before it stops (a cold start follows). Empty: the platform default."
+            "prediction before it stops (a cold start follows). Empty: the platform default.",
         }
-        help_texts = {"readme": "Markdown. Scripts, styles and event handlers are removed."}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and not self.is_bound:
+            self.initial["tags"] = ", ".join(self.instance.tags.values_list("name", flat=True))
+
+    def clean_tags(self) -> list[str]:
+        try:
+            return clean_tags(self.cleaned_data.get("tags") or "")
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+    def clean_cover_image(self) -> Any:
+        upload = self.cleaned_data.get("cover_image")
+        if upload:
+            upload.seek(0)
+            try:
+                covers.check_image(upload.read(covers.COVER_MAX_BYTES + 1))
+            except covers.CoverRefused as exc:
+                raise forms.ValidationError(str(exc)) from exc
+            upload.seek(0)
+        return upload
 
 
 # The most an owner may charge per prediction or output item, or add per second, from the site;

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import mimetypes
+import re
 from collections.abc import Iterable
 from typing import Any
 
 import markdown
 import nh3
-from django.utils.html import format_html, format_html_join
+from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from marketplace.catalog.formspec import OutputSpec
@@ -19,6 +21,9 @@ from marketplace.catalog.formspec import OutputSpec
 README_TAGS = nh3.ALLOWED_TAGS | {"img", "pre", "code", "table", "thead", "tbody", "tr", "th", "td"}
 
 
+# Both are pure functions of the text, and rendering markdown is most of what a page of cards
+# costs: each process remembers recent results.
+@functools.lru_cache(maxsize=256)
 def markdown_html(text: str) -> SafeString:
     html = markdown.markdown(text or "", extensions=["fenced_code", "tables"])
     return mark_safe(nh3.clean(html, tags=README_TAGS))  # noqa: S308 - sanitized by nh3 just above
@@ -27,6 +32,7 @@ def markdown_html(text: str) -> SafeString:
 INLINE_TAGS = {"strong", "em", "code", "a"}
 
 
+@functools.lru_cache(maxsize=4096)
 def inline_markdown(text: str) -> SafeString:
     """One line of markdown (a model's description): emphasis, code and links only."""
     html = markdown.markdown(text or "").removeprefix("<p>").removesuffix("</p>")
@@ -39,6 +45,70 @@ def describe(models: Iterable[Any]) -> list[Any]:
     for model in out:
         model.description_html = inline_markdown(model.description)
     return out
+
+
+def cards(models: Iterable[Any]) -> list[Any]:
+    """The models as cards: ``description_html`` and ``picture``, the cover image or else an
+    image output of the newest featured example (one query for the examples of them all)."""
+    from marketplace.files.access import sign_output
+    from marketplace.predictions.models import Prediction
+
+    out = describe(models)
+    wanted = [m.pk for m in out if not m.cover_image]
+    pictures: dict[int, str] = {}
+    if wanted:
+        examples = (
+            Prediction.objects.filter(
+                model_id__in=wanted, is_example=True, status=Prediction.Status.SUCCEEDED
+            )
+            .order_by("model_id", "-created_at")
+            .only("pk", "model_id", "account_id", "input", "output")
+        )
+        for example in examples:
+            image = example.model_id not in pictures and _first_image(example.output)
+            if image:
+                # Signed through the example's ownership of its output, like everywhere else.
+                pictures[example.model_id] = str(sign_output(example, image))
+    for model in out:
+        model.picture = model.cover_image_url if model.cover_image else pictures.get(model.pk)
+    return out
+
+
+def _first_image(output: Any) -> str | None:
+    """The first image URL in an output (a file, or a list or object of them)."""
+    values = output if isinstance(output, list) else [output]
+    if isinstance(output, dict):
+        values = list(output.values())
+    for value in values:
+        web = isinstance(value, str) and value.startswith(("http://", "https://"))
+        if web and media_kind(value) == "image":
+            return str(value)
+    return None
+
+
+_TAG = re.compile(r"(<[^>]*>|&[#\w]+;)")
+
+
+def highlight(text: str, query: str) -> SafeString:
+    """``text`` (plain, or HTML from :func:`inline_markdown`) with the words that match the
+    search query wrapped in ``<mark>``: same stems or prefixes as search matches them."""
+    from marketplace.catalog import search
+
+    html = str(text) if isinstance(text, SafeString) else str(escape(text))
+    stems = [stem for _, stem in search.query_words(query)]
+    if not stems:
+        return mark_safe(html)  # noqa: S308 - escaped or sanitized above
+
+    def mark(match: re.Match[str]) -> str:
+        word = match.group(0)
+        terms = search.terms(word)
+        hit = terms and any(terms[0].startswith(stem) for stem in stems)
+        return f"<mark>{word}</mark>" if hit else word
+
+    parts = _TAG.split(html)
+    # Only text between tags and entities is searched; tags and entities stay as they are.
+    marked = [p if i % 2 else re.sub(r"[^\W_]+", mark, p) for i, p in enumerate(parts)]
+    return mark_safe("".join(marked))  # noqa: S308 - only <mark> added to safe HTML
 
 
 def media_kind(url: Any) -> str:

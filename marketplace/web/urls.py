@@ -74,6 +74,7 @@ urlpatterns = [
         name="invitation-answer",
     ),
     path("account/audit", audit.account_audit, name="audit"),
+    path("avatars/<str:username>.svg", accounts.avatar, name="avatar"),
     # Predictions
     path("p/<str:prediction_id>", predictions.prediction_page, name="prediction"),
     path("p/<str:prediction_id>/json", predictions.prediction_json, name="prediction-json"),

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.test import Client
 from rest_framework.test import APIClient
 
 from marketplace.catalog.models import Collection, Model, Version
@@ -106,7 +108,12 @@ def test_collections_hardware_account_secret_and_search(api: APIClient, user: An
         "username": "alice",
         "name": "alice",
         "github_url": None,
+        "avatar_url": f"{settings.PUBLIC_URL}/avatars/alice.svg",
     }
+    avatar = Client().get("/avatars/alice.svg")
+    assert avatar.status_code == 200 and avatar["Content-Type"] == "image/svg+xml"
+    assert b">A</text>" in avatar.content
+    assert Client().get("/avatars/nobody.svg").status_code == 404
     assert api.get("/v1/webhooks/default/secret").json()["key"] == user.account.webhook_secret
     found = APIClient().get("/v1/search", {"query": "greet"}).json()
     assert found["collections"][0]["models"] == ["alice/hello"]

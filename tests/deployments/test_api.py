@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.conf import settings
 from rest_framework.test import APIClient
 
 from marketplace.audit.models import AuditEvent
@@ -51,6 +52,7 @@ def test_create_get_list_answer_replicates_deployment_object(api: APIClient, sle
         "username": "alice",
         "name": "alice",
         "github_url": None,
+        "avatar_url": f"{settings.PUBLIC_URL}/avatars/alice.svg",
     }
     assert release["configuration"] == {"hardware": "cpu", "min_instances": 0, "max_instances": 2}
     assert api.get("/v1/deployments/alice/my-sleepy").json() == body
@@ -85,7 +87,8 @@ def test_each_update_is_a_new_release(api: APIClient, user: Any, sleepy: Any) ->
         ({"version_id": "f" * 64}, "version"),
         ({"hardware": "gpu-imaginary"}, "hardware"),
         ({"min_instances": 3, "max_instances": 2}, "min_instances"),
-        ({"max_instances": 0}, "max_instances"),
+        ({"max_instances": 100_000}, "max_instances"),
+        ({"max_instances": -1}, "max_instances"),
         ({"max_instances": "lots"}, "max_instances"),
         ({"min_instances": -1}, "min_instances"),
     ],
@@ -106,7 +109,8 @@ def test_a_duplicate_name_and_bad_updates_are_refused(api: APIClient, sleepy: An
     create(api, version_id=sleepy.pk)
     assert create(api, version_id=sleepy.pk).status_code == 422
     for body, field in (
-        ({"max_instances": 0}, "max_instances"),
+        ({"max_instances": -1}, "max_instances"),
+        ({"min_instances": 1, "max_instances": 0}, "min_instances"),
         ({"owner": "mallory"}, "owner"),
         ({}, "body"),
         ({"hardware": "nope"}, "hardware"),
@@ -157,6 +161,8 @@ def test_deployment_predictions_queue_on_the_deployments_own_pool(
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["version"] == sleepy.pk and body["hardware"] == "cpu-large"
+    assert body["deployment"] == "alice/my-sleepy"
+    assert api.get(f"/v1/predictions/{body['id']}").json()["deployment"] == "alice/my-sleepy"
     # No host has cpu-large: nothing can take it yet, and it says so.
     assert body["queue"]["position"] == 1 and body["queue"]["phase"] == "waiting_for_capacity"
     deployment = Deployment.objects.get()
@@ -192,6 +198,34 @@ def test_delete_answers_204_and_cancels_what_was_queued(api: APIClient, sleepy: 
     assert prediction.status == "canceled" and prediction.started_at is None
     assert pools.length(pool) == 0
     assert AuditEvent.objects.filter(action="deployment.delete").count() == 1
+
+
+def test_max_instances_0_takes_the_deployment_offline(api: APIClient, sleepy: Any) -> None:
+    create(api, version_id=sleepy.pk)
+    deployment = Deployment.objects.get()
+    queued = api.post(
+        "/v1/deployments/alice/my-sleepy/predictions", {"input": {}}, format="json"
+    ).json()
+    updated = api.patch("/v1/deployments/alice/my-sleepy", {"max_instances": 0}, format="json")
+    assert updated.status_code == 200, updated.content
+    release = updated.json()["current_release"]
+    assert release["number"] == 2 and release["configuration"]["max_instances"] == 0
+    # What waited ends canceled, never started nor billed; new predictions are refused.
+    prediction = Prediction.objects.get(pk=queued["id"])
+    assert prediction.status == "canceled" and prediction.started_at is None
+    assert pools.length(pools.deployment_pool(deployment.pk)) == 0
+    refused = api.post("/v1/deployments/alice/my-sleepy/predictions", {"input": {}}, format="json")
+    assert refused.status_code == 409 and "offline" in refused.json()["detail"]
+    assert Prediction.objects.count() == 1
+    # Back online with a positive maximum.
+    assert (
+        api.patch(
+            "/v1/deployments/alice/my-sleepy", {"max_instances": 1}, format="json"
+        ).status_code
+        == 200
+    )
+    again = api.post("/v1/deployments/alice/my-sleepy/predictions", {"input": {}}, format="json")
+    assert again.status_code == 201
 
 
 def test_prewarm_asks_for_instances_up_to_the_maximum(api: APIClient, sleepy: Any) -> None:

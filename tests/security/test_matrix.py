@@ -286,6 +286,8 @@ OWN_PAGES = {
     "/billing/earnings/dashboard",
     "/billing/earnings/statement.csv",
     "/{username}",
+    # Public like profiles: an account's initial (avatar_url in the API).
+    "/avatars/{username}.svg",
     "/ops/hosts/",
     "/account/audit",
     "/account/organizations",

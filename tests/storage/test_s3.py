@@ -67,11 +67,14 @@ def test_file_input_and_output_travel_through_the_bucket(
 
     body = wait_for(finished, timeout=120, message="the prediction to finish")
     assert body["status"] == "succeeded", body
-    # The API hands out a presigned GET on the bucket, valid SIGNED_URL_TTL seconds.
+    # The API hands out the app's signed URL; without credentials it redirects to a short-lived
+    # presigned GET on the bucket (tests/storage/test_refusing_s3.py: why not directly).
     output_url = body["output"]
-    assert output_url.startswith(f"{s3_bucket.endpoint}/{s3_bucket.name}/outputs/{body['id']}/")
-    assert parse_qs(urlparse(output_url).query)["X-Amz-Expires"] == ["3600"]
-    image = Image.open(io.BytesIO(httpx.get(output_url).content))
+    assert output_url.startswith(f"{web.url}/files/outputs/{body['id']}/")
+    location = httpx.get(output_url).headers["location"]
+    assert location.startswith(f"{s3_bucket.endpoint}/{s3_bucket.name}/outputs/{body['id']}/")
+    assert int(parse_qs(urlparse(location).query)["X-Amz-Expires"][0]) <= 300
+    image = Image.open(io.BytesIO(httpx.get(output_url, follow_redirects=True).content))
     assert image.size == (40, 30) and image.getpixel((0, 0))[0] < 100  # inverted red
     # The database keeps the stable reference, never an expiring URL.
     stored = Prediction.objects.get(pk=body["id"]).output
@@ -108,8 +111,10 @@ def test_private_buckets_are_streamed_by_the_app_and_expired_links_refused(
     assert Client().get(missing).status_code == 404
 
 
-def test_presigned_urls_carry_the_configured_lifetime(s3_bucket: Bucket, settings: Any) -> None:
+def test_model_servers_get_presigned_urls_with_the_asked_lifetime(
+    s3_bucket: Bucket, settings: Any
+) -> None:
     name = default_storage.save("outputs/p2/token/a.txt", ContentFile(b"abc"))
-    url = storage.signed_url(name, ttl=120)
+    url = storage.download_url(name, ttl=120)
     assert parse_qs(urlparse(url).query)["X-Amz-Expires"] == ["120"]
     assert httpx.get(url).content == b"abc"

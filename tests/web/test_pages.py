@@ -405,5 +405,5 @@ def test_owner_uploads_a_cover_image_shown_on_cards(
     assert response.status_code == 302
     name = Model.objects.get(name="hello").cover_image.name
     assert name.startswith("covers/") and name.endswith("/cover.png")
-    assert f'src="/files/{name}"' in client.get("/").content.decode()
+    assert f'src="{settings.PUBLIC_URL}/files/{name}"' in client.get("/").content.decode()
     assert client.get(f"/files/{name}").status_code == 200

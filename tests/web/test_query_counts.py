@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -14,6 +15,7 @@ from marketplace.catalog.models import Collection, Model, Version
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import Outcome, prediction_create, prediction_finish
 from marketplace.predictions.webhooks import WebhookAttempt, WebhookDelivery
+from marketplace.rollups.models import Rollup
 from tests.factories import UserFactory, cpu, publish
 
 pytestmark = pytest.mark.django_db
@@ -60,6 +62,9 @@ def add_models(count: int, start: int, template: Version) -> None:
 
 
 def count_queries(client: Client) -> dict[str, int]:
+    cache.clear()  # explore's top tags are remembered for a minute
+    # Model pages compute their timings once a minute: count the computing view each time.
+    Rollup.objects.filter(name__startswith="timings:").delete()
     counts = {}
     for page in PAGES:
         with CaptureQueriesContext(connection) as ctx:
@@ -69,7 +74,7 @@ def count_queries(client: Client) -> dict[str, int]:
     return counts
 
 
-def test_pages_make_the_same_queries_with_5_or_500_models(
+def test_pages_make_the_same_queries_with_30_or_500_models(
     user: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     client = Client()
@@ -82,14 +87,16 @@ def test_pages_make_the_same_queries_with_5_or_500_models(
         )
         prediction_finish(p.pk, Outcome("succeeded", output=f"hello {i}"))
     Prediction.objects.update(is_example=True)
-    add_models(5, 0, hello)
+    # Enough for every explore section to have cards (sections do not repeat each other).
+    add_models(30, 0, hello)
     few = count_queries(client)
-    add_models(495, 100, hello)
+    add_models(470, 100, hello)
     assert Model.objects.count() == 501
     many = count_queries(client)
     assert many == few
-    # And the numbers stay small: session, user and the page's own few queries.
-    assert max(many.values()) <= 12, many
+    # And the numbers stay small: session, user and the page's own few queries (13 for a model
+    # page that recomputes its timings, once a minute; 9 when it reads them).
+    assert max(many.values()) <= 13, many
 
 
 def test_prediction_page_queries_do_not_grow_with_webhook_deliveries(user: Any) -> None:

@@ -1,19 +1,22 @@
-"""Sign-up, API tokens and the prediction history of the signed-in person."""
+"""Sign-up, API tokens and the prediction history of the signed-in person; avatars."""
 
 from __future__ import annotations
+
+import hashlib
 
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from marketplace import audit
-from marketplace.accounts.models import ApiToken, member_accounts, signed_in
+from marketplace.accounts.models import Account, ApiToken, member_accounts, signed_in
 from marketplace.predictions.models import Prediction
 from marketplace.web.access import accounts_of
 from marketplace.web.forms import SignupForm, TokenForm
@@ -124,3 +127,26 @@ def history(request: HttpRequest) -> HttpResponse:
             "querystring": params.urlencode(),
         },
     )
+
+
+AVATAR_COLOURS = ("#3b5bdb", "#0c8599", "#2b8a3e", "#e67700", "#c2255c", "#6741d9", "#495057")
+
+
+def avatar(request: HttpRequest, username: str) -> HttpResponse:
+    """An account's avatar (``avatar_url`` in the API): its initial on a colour of its own.
+    Accounts are public (their profiles are), so this is too; no such account is 404."""
+    account = Account.objects.filter(username__iexact=username).first()
+    if account is None:
+        raise Http404("No such account")
+    colour = AVATAR_COLOURS[int(hashlib.sha256(account.username.encode()).hexdigest(), 16) % 7]
+    svg = format_html(
+        '<svg xmlns="http://www.w3.org/2000/svg" width="96" height="96" viewBox="0 0 96 96">'
+        '<rect width="96" height="96" rx="16" fill="{}"/><text x="48" y="64" font-size="48" '
+        'font-family="sans-serif" text-anchor="middle" fill="#fff">{}</text></svg>',
+        colour,
+        account.username[:1].upper(),
+    )
+    response = HttpResponse(svg, content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=86400"
+    response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    return response

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +30,7 @@ from marketplace.predictions.services import (
     prediction_create,
 )
 from marketplace.registry.models import ImagePush
+from marketplace.rollups import totals as rollups
 from marketplace.web import playground
 from marketplace.web.access import (
     accounts_of,
@@ -40,6 +42,10 @@ from marketplace.web.access import (
 )
 from marketplace.web.forms import VersionPriceForm
 from marketplace.web.rendering import describe, markdown_html, render_output
+
+# A model page's queue/setup/run percentiles are recomputed at most this often (shared by every
+# web process through marketplace.rollups).
+TIMINGS_MAX_AGE = timedelta(minutes=1)
 
 
 def _version(model: Model, version_id: str | None) -> Version | None:
@@ -114,7 +120,7 @@ def model_page(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         # a featured example may run with while they last (a bare reference would be refused).
         shown = tweaked.to_api()["input"]
         values = shown if isinstance(shown, dict) else {}
-    summary = timing_summary(model)
+    summary = rollups.recent(f"timings:{model.pk}", TIMINGS_MAX_AGE, lambda: timing_summary(model))
     timings = [
         ("Queue wait", summary["queue"]),
         ("Setup (cold start)", summary["setup"]),

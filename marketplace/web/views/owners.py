@@ -10,8 +10,10 @@ from django.shortcuts import redirect, render
 
 from marketplace import audit
 from marketplace.accounts.models import User
+from marketplace.catalog.covers import store_cover
 from marketplace.catalog.models import Hardware
 from marketplace.catalog.services import record_model_change
+from marketplace.catalog.tags import set_tags
 from marketplace.registry.models import ImagePush
 from marketplace.web.access import accounts_of, owned_model_for
 from marketplace.web.forms import ModelCreateForm, ModelEditForm
@@ -53,9 +55,18 @@ def model_edit(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     model = describe([owned_model_for(request.user, owner, name)])[0]
     form = ModelEditForm(request.POST or None, request.FILES or None, instance=model)
     if request.method == "POST" and form.is_valid():
-        changed = {name: form.cleaned_data.get(name) for name in form.changed_data}
+        changed = {
+            name: form.cleaned_data.get(name)
+            for name in form.changed_data
+            if name not in ("tags", "cover_image")
+        }
         with transaction.atomic():
             form.save()
+            if set_tags(model, form.cleaned_data["tags"]):
+                changed["tags"] = form.cleaned_data["tags"]
+            if form.cleaned_data.get("cover_image"):
+                store_cover(model, form.cleaned_data["cover_image"])
+                changed["cover_image"] = True
             record_model_change(model, changed, request)
         return redirect("model", owner=model.owner.username, name=model.name)
     return render(
