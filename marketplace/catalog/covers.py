@@ -79,8 +79,13 @@ def fetch_cover(url: str) -> ContentFile[bytes]:
 def store_cover(model: Model, content: File[bytes]) -> None:
     """Store ``content`` (already checked) as ``model``'s cover and drop the previous one. Every
     stored cover goes through here."""
+    from marketplace.files.models import StoredFile
+
     previous = model.cover_image.name if model.cover_image else ""
     model.cover_image.save(content.name or "cover", content, save=False)
     Model.objects.filter(pk=model.pk).update(cover_image=model.cover_image.name)
+    # Served only with its ownership row: the model's owner's.
+    StoredFile.record(model.cover_image.name, StoredFile.Kind.COVER, model.owner_id)
     if previous and previous != model.cover_image.name:
         storage.delete(previous)
+        StoredFile.objects.filter(name=previous, kind=StoredFile.Kind.COVER).delete()

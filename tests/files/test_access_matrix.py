@@ -448,8 +448,16 @@ def metadata_and_covers_sign_nothing(world: World) -> None:
                 },
                 format="json",
             )
-            assert response.status_code == 201, response.content
-            assert response.json()["cover_image_url"] is None
+            # The platform fetches a cover URL as any outsider would: only what anyone may read
+            # (a public cover, a currently valid signed URL) that is an image becomes a cover
+            # (a copy, stored as the new model's own); anything else is refused, nothing stored.
+            readable = ref.file.kind == "cover" or ref.form in VALID_FORMS
+            if response.status_code == 201:
+                assert readable, (caller.label, ref.file.kind, ref.form)
+            else:
+                assert response.status_code == 400, response.content
+                fields = [f["field"] for f in response.json()["invalid_fields"]]
+                assert fields == ["cover_image_url"], response.content
             scan(world, caller, "cover", response.content.decode())
     anonymous = world.api["anonymous"].post("/v1/files", {"content": SimpleUploadedFile("a", b"a")})
     assert anonymous.status_code == 401
