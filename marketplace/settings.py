@@ -250,6 +250,9 @@ USE_X_FORWARDED_HOST = envbool("USE_X_FORWARDED_HOST", False)
 # --- Predictions and instances -----------------------------------------------------------------
 # Seconds a prediction may run before it is failed (Replicate's default is 30 minutes).
 PREDICTION_TIMEOUT = envint("PREDICTION_TIMEOUT", 1800, minimum=1)
+# Seconds each web process may reuse an API token or a public model's version it looked up: a
+# revoked token or a hidden version takes effect on every worker within this time (0: no cache).
+HOT_CACHE_SECONDS = min(5.0, envfloat("HOT_CACHE_SECONDS", 1.0, minimum=0.0))
 # The longest Cancel-After (or body lifetime) a create may ask for, in seconds; longer is a 400.
 PREDICTION_MAX_LIFETIME = envint("PREDICTION_MAX_LIFETIME", 7 * 24 * 3600, minimum=5)
 # The reconciler (predictions/reconcile.py) repairs a prediction only once it has been stuck this

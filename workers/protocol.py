@@ -146,6 +146,7 @@ class CogRun:
                         pid,
                         logs=logs_seen,
                         output=output[:outputs_seen] if iterator and output else None,
+                        webhook=bool(self.prediction.webhook),
                     )
                     last_persist = time.monotonic()
                 continue

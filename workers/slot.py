@@ -83,7 +83,7 @@ class Slot(threading.Thread):
             with prediction_context(popped.prediction_id):
                 try:
                     close_old_connections()
-                    self.execute(popped.prediction_id, popped.secrets)
+                    self.execute(popped)
                 except Exception as exc:
                     logger.exception("prediction %s crashed its runner", popped.prediction_id)
                     prediction_finish(
@@ -98,53 +98,63 @@ class Slot(threading.Thread):
             # holding one would make an agent need a connection per slot of every instance.
             connection.close()
 
-    def execute(self, prediction_id: str, sealed_secrets: str | None) -> None:
+    def execute(self, popped: pools.Popped) -> None:
         supervisor = self.supervisor
-        prediction = Prediction.objects.filter(pk=prediction_id).first()
-        if prediction is None or prediction.status != Status.STARTING:
-            return  # canceled while queued, or already taken
-        if prediction.deadline is not None and prediction.deadline <= timezone.now():
-            # Cancel-After passed while it waited: it never starts (and is not billed).
-            prediction_finish(prediction_id, policy.deadline_passed())
-            return
-        if prediction.deployment_id is not None and self._superseded(prediction, sealed_secrets):
+        version = supervisor.version
+        if supervisor.instance.deployment_id is not None and self._superseded(popped):
             return
         # A deployment's queued work runs on its current release, whichever it was created on.
-        version = supervisor.version
-        version_id = version.pk if prediction.version_id != version.pk else None
-        if not prediction_claim(prediction_id, supervisor.instance.pk, version_id=version_id):
+        prediction = prediction_claim(
+            popped.prediction_id,
+            supervisor.instance.pk,
+            version_id=version.pk if supervisor.instance.deployment_id is not None else None,
+        )
+        if prediction is None:
+            self._not_claimed(popped.prediction_id)
             return
         self.claimed = True
         try:
             payload = resolve_for_model(
-                {**prediction.input, **unseal(sealed_secrets)},
+                {**prediction.input, **unseal(popped.secrets)},
                 account_id=prediction.account_id,
                 openapi=version.schema,
             )
         except ValueError as exc:
-            prediction_finish(prediction_id, Outcome(Status.FAILED, error=str(exc)))
+            prediction_finish(prediction.pk, Outcome(Status.FAILED, error=str(exc)))
             return
         if refused := outbound.check_dispatch(version.schema, payload):
-            prediction_finish(prediction_id, Outcome(Status.FAILED, error=refused))
+            prediction_finish(prediction.pk, Outcome(Status.FAILED, error=refused))
             return
         lost = sorted(k for k in version.secret_fields() if payload.get(k) == REDACTED)
         if lost:
-            prediction_finish(prediction_id, policy.secrets_lost(lost))
+            prediction_finish(prediction.pk, policy.secrets_lost(lost))
             return
         logger.info("running on instance %s", supervisor.instance.pk)
         CogRun(supervisor, prediction).run(payload)
 
-    def _superseded(self, prediction: Prediction, sealed_secrets: str | None) -> bool:
+    @staticmethod
+    def _not_claimed(prediction_id: str) -> None:
+        """Canceled while queued or taken by another runner: nothing to do. Still starting, its
+        ``Cancel-After`` passed while it waited: it never starts (and is not billed)."""
+        if Prediction.objects.filter(
+            pk=prediction_id, status=Status.STARTING, deadline__lte=timezone.now()
+        ).exists():
+            prediction_finish(prediction_id, policy.deadline_passed())
+
+    def _superseded(self, popped: pools.Popped) -> bool:
         """A deployment moved to another version: hand the prediction back (to the front of its
         account's turn) for the new release, and stop taking work here."""
-        assert prediction.deployment_id is not None
+        deployment_id = self.supervisor.instance.deployment_id
+        assert deployment_id is not None
         current = (
-            Deployment.objects.filter(pk=prediction.deployment_id)
+            Deployment.objects.filter(pk=deployment_id)
             .values_list("version_id", flat=True)
             .first()
         )
         if current is None or current == self.supervisor.version.pk:
             return False
-        pools.push_back(self.supervisor.pool, prediction.pk, prediction.account_id, sealed_secrets)
+        pools.push_back(
+            self.supervisor.pool, popped.prediction_id, popped.account_id, popped.secrets
+        )
         self.supervisor.retire()
         return True

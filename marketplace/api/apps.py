@@ -7,4 +7,7 @@ class ApiConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the OpenAPI description of our token authentication.
+        from marketplace import hotcache
         from marketplace.api import openapi  # noqa: F401
+
+        hotcache.connect_signals()

@@ -16,6 +16,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
 from rest_framework.request import Request
 
+from marketplace import hotcache
 from marketplace.accounts.models import Account, ApiToken, User
 
 # QUERY /v1/models searches: it reads, like GET.
@@ -35,7 +36,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
         keyword, _, key = header.partition(" ")
         if keyword.lower() not in self.keywords or not key.strip():
             raise exceptions.AuthenticationFailed()
-        token = ApiToken.objects.authenticate(key.strip())
+        token = hotcache.authenticate(key.strip())
         if token is None:
             raise exceptions.AuthenticationFailed()
         return token.user, token

@@ -85,7 +85,7 @@ def store_cover(model: Model, content: File[bytes]) -> None:
     model.cover_image.save(content.name or "cover", content, save=False)
     Model.objects.filter(pk=model.pk).update(cover_image=model.cover_image.name)
     # Served only with its ownership row: the model's owner's.
-    StoredFile.record(model.cover_image.name, StoredFile.Kind.COVER, model.owner_id)
+    StoredFile.record(str(model.cover_image.name), StoredFile.Kind.COVER, model.owner_id)
     if previous and previous != model.cover_image.name:
         storage.delete(previous)
         StoredFile.objects.filter(name=previous, kind=StoredFile.Kind.COVER).delete()

@@ -15,6 +15,7 @@ from django.db.models import OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from marketplace import hotcache
 from marketplace.accounts.models import Account, AnyUser, member_accounts
 from marketplace.accounts.validators import namespace_validator
 from marketplace.catalog import schema as cog_schema
@@ -198,6 +199,7 @@ class VersionQuerySet(models.QuerySet["Version"]):
         """Hide (or show again) these versions, keeping each model's latest version right."""
         model_ids = set(self.values_list("model_id", flat=True))
         count = self.update(hidden=hidden)
+        hotcache.clear()  # a hidden version must not run from a cached lookup
         for model in Model.objects.filter(pk__in=model_ids):
             model.refresh_latest_version()
         return count

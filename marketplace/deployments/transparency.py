@@ -28,7 +28,7 @@ from marketplace.catalog.models import Model
 from marketplace.deployments.models import Instance
 from marketplace.isotime import iso
 from marketplace.predictions.models import Prediction
-from marketplace.scheduling import instances, placement, pools
+from marketplace.scheduling import instances, placement, pools, starts
 
 QUEUED = "queued"
 STARTING_INSTANCE = "starting_instance"
@@ -45,9 +45,19 @@ def queue_info(prediction: Prediction) -> dict[str, Any] | None:
         return {"position": None, "estimated_start_at": None, "phase": RUNNING}
     if prediction.status != Prediction.Status.STARTING:
         return None
-    pool = pools.pool_of(version_id=prediction.version_id, deployment_id=prediction.deployment_id)
-    position = pools.position(pool, prediction.pk)
-    state = instances.states([pool])[pool]
+    enqueued: starts.Enqueued | None = getattr(prediction, "enqueued", None)
+    if enqueued is not None:
+        # Just created: the queueing script said where it stands.
+        position: int | None = enqueued.position
+        state = enqueued.state
+        room: int | None = enqueued.room
+    else:
+        pool = pools.pool_of(
+            version_id=prediction.version_id, deployment_id=prediction.deployment_id
+        )
+        position = pools.position(pool, prediction.pk)
+        state = instances.states([pool])[pool]
+        room = None
     slots = max(1, prediction.version.concurrency)
     run = statistics.median(state.runs) if state.runs else None
     setup = statistics.median(state.setups) if state.setups else None
@@ -68,8 +78,11 @@ def queue_info(prediction: Prediction) -> dict[str, Any] | None:
         wait = None if setup is None or run is None else setup + (ahead // capacity) * run
         # Asked for and not taken yet: can any host take it?
         waiting = phase == STARTING_INSTANCE and not (state.booting or state.setup)
-        if waiting and placement.room_for(prediction.hardware.sku) <= 0:
-            phase, wait = WAITING_FOR_CAPACITY, None
+        if waiting:
+            if room is None:
+                room = placement.room_for(prediction.hardware.sku)
+            if room <= 0:
+                phase, wait = WAITING_FOR_CAPACITY, None
     estimate = None if wait is None else iso(timezone.now() + timedelta(seconds=wait))
     return {"position": position, "estimated_start_at": estimate, "phase": phase}
 

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from marketplace import hotcache
 from marketplace.accounts.models import ApiToken, User, signed_in
 from marketplace.api import openapi as o
 from marketplace.api.authentication import acting_account
@@ -124,7 +125,10 @@ class PredictionCollectionApi(APIView):
         body = PredictionCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        version = Version.objects.visible_to(signed_in(request.user)).resolve(data["version"])
+        ref = data["version"]
+        version = hotcache.public_version(
+            "ref", ref, load=lambda: Version.objects.all().resolve(ref)
+        ) or Version.objects.visible_to(signed_in(request.user)).resolve(ref)
         if version is None:
             raise Problem(422, INVALID_VERSION, "Invalid version or not permitted")
         return _create(request, data, version=version)
@@ -143,16 +147,20 @@ class ModelPredictionCreateApi(APIView):
     )
     def post(self, request: Request, owner: str, name: str) -> Response:
         parse_prefer_wait(request.headers.get("Prefer"))
-        model = Model.objects.visible_to(signed_in(request.user)).named(owner, name)
-        if model is None:
-            raise Problem(404, "The requested resource could not be found.")
+        version = hotcache.public_version(
+            "model", owner, name, load=lambda: Version.objects.all().resolve(f"{owner}/{name}")
+        )
+        if version is None:
+            model = Model.objects.visible_to(signed_in(request.user)).named(owner, name)
+            if model is None:
+                raise Problem(404, "The requested resource could not be found.")
+            version = (
+                Version.objects.select_related("model__owner", "model__default_hardware")
+                .defer("openapi_schema")
+                .latest_of(model)
+            )
         body = ModelPredictionCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
-        version = (
-            Version.objects.select_related("model__owner", "model__default_hardware")
-            .defer("openapi_schema")
-            .latest_of(model)
-        )
         if version is None:
             raise Problem(422, "This model has no version to run yet", "Model has no versions")
         return _create(request, body.validated_data, version=version)

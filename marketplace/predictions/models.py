@@ -27,6 +27,10 @@ class IllegalTransition(Exception):
 
 
 class Prediction(models.Model):
+    # Not stored: set by the create path to where the prediction stood once queued
+    # (``scheduling.starts.Enqueued``), so that the create's answer needs no other look.
+    enqueued: Any = None
+
     class Status(models.TextChoices):
         STARTING = "starting"
         PROCESSING = "processing"

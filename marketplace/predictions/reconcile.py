@@ -134,7 +134,7 @@ def _starting(now: datetime, report: Report) -> None:
             # Still starting now? (A runner may have claimed it since the query.)
             if not Prediction.objects.filter(pk=pid, status=Status.STARTING).exists():
                 continue
-            starts.enqueue(pid, pool, account_id, None, version_id=version_id, sku=sku)
+            pools.push(pool, pid, account_id, None)
             report.requeued.append(pid)
         waiting[pool] = (version_id, sku)
     for pool, (version_id, sku) in waiting.items():

@@ -23,7 +23,6 @@ from typing import Any
 import redis
 from django.core.files import File
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from marketplace import storage
@@ -31,7 +30,7 @@ from marketplace.accounts.models import Account, ApiToken, User
 from marketplace.billing import services as billing
 from marketplace.billing.services import PaymentRequired
 from marketplace.catalog import schema
-from marketplace.catalog.models import Model, Version
+from marketplace.catalog.models import Version
 from marketplace.deployments.models import Deployment, hardware_for
 from marketplace.files.inputs import InputFiles, check_input_files
 from marketplace.jsonsafe import scrub
@@ -197,7 +196,6 @@ def _insert(
         )
         hold.attach(prediction)
         files.record_uses(prediction.pk)
-        Model.objects.filter(pk=model.pk).update(run_count=F("run_count") + 1)
         sealed = seal(secret_values)
         transaction.on_commit(lambda: _dispatch(prediction, hardware.sku, sealed))
     # The objects the caller serializes come from memory, not extra queries.
@@ -210,13 +208,15 @@ def _dispatch(prediction: Prediction, sku: str, sealed_secrets: str | None) -> N
     """Queue the committed prediction and schedule its deadline."""
     pool = pools.pool_of(version_id=prediction.version_id, deployment_id=prediction.deployment_id)
     try:
-        starts.enqueue(
+        # Where it stands comes back with the queueing: the create's answer needs no other look.
+        prediction.enqueued = starts.enqueue(
             prediction.id,
             pool,
             prediction.account_id,
             sealed_secrets,
             version_id=prediction.version_id,
             sku=sku,
+            model_id=prediction.model_id,
         )
     except redis.RedisError:
         # Committed but not queued (Redis went away in between): it stays ``starting``, which
@@ -232,32 +232,55 @@ def _dispatch(prediction: Prediction, sku: str, sealed_secrets: str | None) -> N
 
 
 def prediction_claim(
-    prediction_id: str, instance_id: int, *, version_id: str | None = None
-) -> bool:
-    """starting → processing, for exactly one runner (on ``version_id`` when a deployment's
-    queued prediction runs on a newer release than it was created on)."""
+    prediction_id: str, instance_id: int | None, *, version_id: str | None = None
+) -> Prediction | None:
+    """starting → processing, for exactly one runner, unless its ``Cancel-After`` deadline has
+    passed (on ``version_id`` when a deployment's queued prediction runs on a newer release than
+    it was created on). One ``UPDATE … RETURNING``: the row comes back with the claim, so the
+    runner needs no other read. None if another runner, a cancel or the deadline came first."""
     now = timezone.now()
-    fields: dict[str, Any] = {"status": Status.PROCESSING, "started_at": now}
+    table = Prediction._meta.db_table
+    version_set = ", version_id = %s" if version_id is not None else ""
+    params: list[Any] = [Status.PROCESSING, now, instance_id]
     if version_id is not None:
-        fields["version_id"] = version_id
-    claimed = Prediction.objects.filter(pk=prediction_id, status=Status.STARTING).update(
-        instance_id=instance_id, **fields
+        params.append(version_id)
+    params += [prediction_id, Status.STARTING, now]
+    claimed = list(
+        Prediction.objects.raw(
+            f"UPDATE {table} SET status = %s, started_at = %s, instance_id = %s{version_set} "  # noqa: S608
+            "WHERE id = %s AND status = %s AND (deadline IS NULL OR deadline > %s) RETURNING *",
+            params,
+        )
     )
-    if claimed:
-        events.publish(prediction_id, events.STATUS, {"status": Status.PROCESSING})
-        webhooks.notify(prediction_id, webhooks.START)
-    return bool(claimed)
+    if not claimed:
+        return None
+    prediction = claimed[0]
+    events.publish(prediction_id, events.STATUS, {"status": Status.PROCESSING})
+    if prediction.webhook:
+        webhooks.notify(
+            prediction_id, webhooks.START, events_filter=prediction.webhook_events_filter
+        )
+    return prediction
 
 
-def prediction_progress(prediction_id: str, *, logs: str | None = None, output: Any = None) -> None:
-    """Persist logs and partial output of a running prediction (never touches finished ones)."""
+def prediction_progress(
+    prediction_id: str,
+    *,
+    logs: str | None = None,
+    output: Any = None,
+    webhook: bool = True,
+) -> None:
+    """Persist logs and partial output of a running prediction (never touches finished ones).
+    ``webhook``: whether it has one (the runner knows; False spares the lookup)."""
     fields: dict[str, Any] = {}
     if logs is not None:
         fields["logs"] = scrub(logs)  # what a model prints may hold what PostgreSQL refuses
     if output is not None:
         fields["output"] = output
-    if fields and Prediction.objects.filter(pk=prediction_id, status=Status.PROCESSING).update(
-        **fields
+    if (
+        fields
+        and Prediction.objects.filter(pk=prediction_id, status=Status.PROCESSING).update(**fields)
+        and webhook
     ):
         webhooks.notify(prediction_id, webhooks.OUTPUT if output is not None else webhooks.LOGS)
 
@@ -302,7 +325,10 @@ def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
         prediction.save(update_fields=update)
         transaction.on_commit(lambda: _announce_done(prediction_id, outcome))
         if prediction.webhook:
-            transaction.on_commit(lambda: webhooks.notify(prediction_id, webhooks.COMPLETED))
+            wanted = prediction.webhook_events_filter
+            transaction.on_commit(
+                lambda: webhooks.notify(prediction_id, webhooks.COMPLETED, events_filter=wanted)
+            )
     logger.info("ended %s", outcome.status, extra={"prediction_id": prediction_id})
     return True
 

@@ -160,19 +160,24 @@ def wanted(events_filter: list[str] | None, event: str) -> bool:
     return not events_filter or event in events_filter
 
 
-def notify(prediction_id: str, event: str) -> WebhookDelivery | None:
+def notify(
+    prediction_id: str, event: str, *, events_filter: list[str] | None = None
+) -> WebhookDelivery | None:
     """Record and queue the ``event`` webhook of a prediction, if it wants one. Never raises:
-    a broken webhook must not break the prediction."""
+    a broken webhook must not break the prediction. A caller that already knows the prediction
+    has a webhook passes its ``events_filter`` (the lookup is skipped)."""
     from marketplace.predictions.models import Prediction
 
     try:
-        # The common case (no webhook) costs one narrow primary-key lookup.
-        row = (
-            Prediction.objects.filter(pk=prediction_id)
-            .exclude(webhook="")
-            .values_list("webhook_events_filter", flat=True)
-            .first()
-        )
+        row = events_filter
+        if row is None:
+            # The common case (no webhook) costs one narrow primary-key lookup.
+            row = (
+                Prediction.objects.filter(pk=prediction_id)
+                .exclude(webhook="")
+                .values_list("webhook_events_filter", flat=True)
+                .first()
+            )
         if row is None:
             return None
         if event == OUTPUT and not wanted(row, OUTPUT) and wanted(row, LOGS):

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -31,6 +33,7 @@ from django.db import close_old_connections, connection
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from marketplace.catalog import runs
 from marketplace.catalog.models import Hardware, Version
 from marketplace.deployments.config import slots_needed
 from marketplace.deployments.models import Deployment, Host, Instance
@@ -41,6 +44,8 @@ from marketplace.scheduling import instances, pools, starts
 logger = logging.getLogger(__name__)
 
 LEASE_KEY = "mk:autoscaler:leader"
+# The leader adds the runs counted in Redis to the models' run counts this often.
+RUNS_FLUSH_SECONDS = 2.0
 LEASE_SECONDS = 3.0
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -71,10 +76,28 @@ class Decision:
     retired: list[int]
 
 
+class _Room:
+    """Instances each hardware type's hosts could still start, looked up on first use."""
+
+    def __init__(self, load: Callable[[], dict[str, int]]) -> None:
+        self._load = load
+        self._room: dict[str, int] | None = None
+
+    def get(self, sku: str) -> int:
+        if self._room is None:
+            self._room = self._load()
+        return self._room.get(sku, 0)
+
+    def take(self, sku: str, count: int) -> None:
+        assert self._room is not None
+        self._room[sku] = self._room.get(sku, 0) - count
+
+
 class Autoscaler:
     def __init__(self) -> None:
         self.identity = uuid.uuid4().hex
         self._renew = get_redis().register_script(_RENEW)
+        self._next_flush = 0.0
 
     def is_leader(self) -> bool:
         lease_ms = int(LEASE_SECONDS * 1000)
@@ -149,21 +172,25 @@ class Autoscaler:
         return {sku: room[sku] - pending_by_sku.get(sku, 0) for sku in room}
 
     def tick(self) -> list[Decision]:
+        if time.monotonic() >= self._next_flush:
+            self._next_flush = time.monotonic() + RUNS_FLUSH_SECONDS
+            runs.flush()
         active = pools.active()
         targets = self.targets(active)
         names = sorted(set(active) | set(targets))
         states = instances.states(names)
-        live_rows = list(
-            Instance.objects.filter(state__in=Instance.LIVE, deployment__isnull=False).values_list(
-                "pk", "deployment_id", "version_id"
+        version_of: dict[int, str] = {}
+        if any(t.deployment_id is not None for t in targets.values()):
+            version_of = dict(
+                Instance.objects.filter(
+                    state__in=Instance.LIVE, deployment__isnull=False
+                ).values_list("pk", "version_id")
             )
-        )
-        version_of = {pk: version_id for pk, _, version_id in live_rows}
         pending_by_sku: dict[str, int] = defaultdict(int)
         for name in names:
             if name in targets:
                 pending_by_sku[targets[name].sku] += states[name].pending
-        room = self.capacity(pending_by_sku)
+        room = _Room(lambda: self.capacity(pending_by_sku))
         decisions = []
         for name in names:
             state, target = states[name], targets.get(name)
@@ -180,7 +207,7 @@ class Autoscaler:
         target: Target,
         state: instances.PoolState,
         version_of: dict[int, str],
-        room: dict[str, int],
+        room: _Room,
     ) -> Decision:
         current = target.version.pk
 
@@ -206,10 +233,11 @@ class Autoscaler:
         draining = [i for i in state.draining if is_current(i)]
         supply = len(live) - len(excess) + state.starting + len(draining)
         missing = max(0, desired - supply)
-        allowed = min(missing, max(0, room.get(target.sku, 0)))
+        # What hosts could still start is only looked up when some pool lacks instances.
+        allowed = min(missing, max(0, room.get(target.sku))) if missing else 0
         if allowed:
             starts.request(target.pool, current, target.sku, allowed)
-            room[target.sku] = room.get(target.sku, 0) - allowed
+            room.take(target.sku, allowed)
             logger.info(
                 "%s: %d queued, %d in flight → %d wanted, %d present: asked for %d",
                 target.pool,

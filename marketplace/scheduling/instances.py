@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from django.conf import settings
 
@@ -197,6 +197,33 @@ class PoolState:
         return self.pending + self.booting + self.setup
 
 
+def state_from(
+    pool: str,
+    queued: Any,
+    live: list[bytes],
+    pending: Any,
+    booting: Any,
+    setup: Any,
+    draining: list[bytes],
+    busy: dict[bytes, bytes],
+    runs: list[bytes],
+    setups: list[bytes],
+) -> PoolState:
+    """A PoolState from the raw replies that read it (a pipeline here, or a script)."""
+    return PoolState(
+        pool=pool,
+        queued=int(queued),
+        live=[int(i) for i in live],
+        pending=int(pending),
+        booting=int(booting),
+        setup=int(setup),
+        draining=[int(i) for i in draining],
+        busy={int(k): int(v) for k, v in busy.items()},
+        runs=[float(r) for r in runs],
+        setups=[float(s) for s in setups],
+    )
+
+
 def states(pools: list[str]) -> dict[str, PoolState]:
     """Everything about these pools, in one pipelined round trip."""
     now = time.time()
@@ -213,21 +240,7 @@ def states(pools: list[str]) -> dict[str, PoolState]:
         pipe.lrange(p + "runs", 0, 19)
         pipe.lrange(p + "setups", 0, 9)
     results = pipe.execute()
-    out = {}
-    for index, pool in enumerate(pools):
-        queued, live, pending, booting, setup, draining, busy, runs, setups = results[
-            index * 9 : index * 9 + 9
-        ]
-        out[pool] = PoolState(
-            pool=pool,
-            queued=int(queued),
-            live=[int(i) for i in live],
-            pending=int(pending),
-            booting=int(booting),
-            setup=int(setup),
-            draining=[int(i) for i in draining],
-            busy={int(k): int(v) for k, v in busy.items()},
-            runs=[float(r) for r in runs],
-            setups=[float(s) for s in setups],
-        )
-    return out
+    return {
+        pool: state_from(pool, *results[index * 9 : index * 9 + 9])
+        for index, pool in enumerate(pools)
+    }

@@ -95,23 +95,32 @@ def report_room(host: str, room_by_sku: dict[str, int], ttl: float) -> None:
     expires = time.time() + ttl
     pipe = get_redis().pipeline(transaction=False)
     for sku, count in room_by_sku.items():
-        pipe.hset(ROOM_PREFIX + sku, host, f"{count} {expires:.3f}")
-        pipe.expire(ROOM_PREFIX + sku, int(ttl) + 60)
+        pipe.hset(room_key(sku), host, f"{count} {expires:.3f}")
+        pipe.expire(room_key(sku), int(ttl) + 60)
     pipe.execute()
 
 
 def withdraw_room(host: str, skus: Iterable[str]) -> None:
     pipe = get_redis().pipeline(transaction=False)
     for sku in skus:
-        pipe.hdel(ROOM_PREFIX + sku, host)
+        pipe.hdel(room_key(sku), host)
     pipe.execute()
+
+
+def room_key(sku: str) -> str:
+    return ROOM_PREFIX + sku
 
 
 def room_for(sku: str) -> int:
     """Instances of ``sku`` the hosts that reported lately could start now."""
+    return room_in(cast(dict[bytes, bytes], get_redis().hgetall(room_key(sku))))
+
+
+def room_in(reports: dict[bytes, bytes]) -> int:
+    """The room the still-valid reports of a ``mk:room:<sku>`` hash add up to."""
     now = time.time()
     total = 0
-    for raw in cast(dict[bytes, bytes], get_redis().hgetall(ROOM_PREFIX + sku)).values():
+    for raw in reports.values():
         count, _, expires = as_text(raw).partition(" ")
         if float(expires or 0) >= now:
             total += int(count)

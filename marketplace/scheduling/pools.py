@@ -33,29 +33,31 @@ def prefix(pool: str) -> str:
     return f"mk:pool:{pool}:"
 
 
-def _payload(account_id: int, secrets: str | None) -> str:
+def payload(account_id: int, secrets: str | None) -> str:
+    """What the queue keeps of a prediction: its account and its sealed secrets."""
     return json.dumps({"a": str(account_id), "s": secrets}, separators=(",", ":"))
 
 
 def push(pool: str, prediction_id: str, account_id: int, secrets: str | None) -> None:
     """Queue a prediction at the back of its account's list (no instance is asked for: see
     ``starts.enqueue`` for what creators call)."""
-    script("enqueue")(
+    script("push")(
         keys=[POOLS_KEY],
-        args=[prefix(pool), prediction_id, str(account_id), _payload(account_id, secrets), pool],
+        args=[prefix(pool), prediction_id, str(account_id), payload(account_id, secrets), pool],
     )
 
 
 def push_back(pool: str, prediction_id: str, account_id: int, secrets: str | None) -> None:
     """Return a popped prediction to the front of the queue (its instance cannot run it)."""
     script("push_back")(
-        args=[prefix(pool), prediction_id, str(account_id), _payload(account_id, secrets)]
+        args=[prefix(pool), prediction_id, str(account_id), payload(account_id, secrets)]
     )
 
 
 @dataclass(frozen=True)
 class Popped:
     prediction_id: str
+    account_id: int
     secrets: str | None
 
 
@@ -67,9 +69,9 @@ def pop(pool: str, instance_id: int, *, token_taken: bool = False) -> Popped | N
     )
     if not raw:
         return None
-    prediction_id, payload = as_text(raw[0]), as_text(raw[1])
-    secrets = json.loads(payload).get("s") if payload else None
-    return Popped(prediction_id, secrets)
+    prediction_id, kept = as_text(raw[0]), as_text(raw[1])
+    data = json.loads(kept) if kept else {}
+    return Popped(prediction_id, int(data.get("a") or 0), data.get("s"))
 
 
 def wait_for_work(pool: str, timeout: float) -> bool:

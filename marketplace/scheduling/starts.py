@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
 from rq import Queue
 
 from marketplace.redisconn import get_redis
-from marketplace.scheduling import pools
+from marketplace.scheduling import instances, placement, pools
 from marketplace.scheduling.pools import POOLS_KEY, prefix
 from marketplace.scheduling.scripts import script
 
 # The job function agents run (a dotted path is a contract: queued jobs store it).
 START_INSTANCE = "workers.jobs.instances.start_instance"
+# Runs counted per model since the last flush into Model.run_count (``catalog.runs``).
+RUNS_KEY = "mk:runs"
 
 
 def hardware_queue(sku: str) -> Queue:
@@ -48,6 +51,16 @@ def _send(pool: str, version_id: str, sku: str, request_id: str, *, at_front: bo
     )
 
 
+@dataclass(frozen=True)
+class Enqueued:
+    """Where a prediction stands right after it was queued."""
+
+    position: int
+    state: instances.PoolState
+    # Instances of its hardware the hosts could start now (``placement``).
+    room: int
+
+
 def enqueue(
     prediction_id: str,
     pool: str,
@@ -56,15 +69,42 @@ def enqueue(
     *,
     version_id: str,
     sku: str,
-) -> None:
-    """Queue a prediction, then make sure something will serve the pool.
+    model_id: int,
+) -> Enqueued:
+    """A new prediction, in one round trip: queue it, count the run for its model
+    (``catalog.runs``), and make sure something will serve the pool; answer where it stands.
 
     Push first, look for instances second: an instance leaving for idleness looks at the queue
     atomically with leaving (``instances.release_if_idle``), so one of the two always sees the
     other.
     """
-    pools.push(pool, prediction_id, account_id, secrets)
-    ensure(pool, version_id, sku)
+    request_id = uuid.uuid4().hex
+    now = time.time()
+    reply = script("enqueue")(
+        keys=[POOLS_KEY, RUNS_KEY, placement.room_key(sku)],
+        args=[
+            prefix(pool),
+            prediction_id,
+            str(account_id),
+            pools.payload(account_id, secrets),
+            pool,
+            now,
+            now + request_ttl(),
+            request_id,
+            str(model_id),
+        ],
+    )
+    asked, position, queued, live, pending, booting, setup, draining, busy, runs, setups, room = (
+        reply
+    )
+    if asked:
+        _send(pool, version_id, sku, request_id)
+    pairs = dict(zip(busy[::2], busy[1::2], strict=True))
+    state = instances.state_from(
+        pool, queued, live, pending, booting, setup, draining, pairs, runs, setups
+    )
+    reports = dict(zip(room[::2], room[1::2], strict=True))
+    return Enqueued(int(position), state, placement.room_in(reports))
 
 
 def ensure(pool: str, version_id: str, sku: str) -> bool:

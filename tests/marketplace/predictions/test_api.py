@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from marketplace.catalog import runs
 from marketplace.catalog.schema import REDACTED
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.secrets import unseal
@@ -43,6 +44,8 @@ def test_create_stores_the_prediction_and_queues_it(api, hello) -> None:  # type
     assert pools.queued_ids(pools.version_pool(hello.pk)) == [body["id"]]
     # No instance serves the version yet, so one was requested from the hardware queue.
     assert starts.hardware_queue("cpu").count == 1
+    # The run is counted with the queueing, and added to the model's count by a flush.
+    assert runs.flush() == 1
     hello.model.refresh_from_db()
     assert hello.model.run_count == 1
 
@@ -77,6 +80,7 @@ def test_invalid_input_is_422_naming_each_field_and_stores_nothing(api, user) ->
     assert Prediction.objects.count() == 0
     assert pools.length(pools.version_pool(version.pk)) == 0
     assert starts.hardware_queue("cpu").count == 0
+    assert runs.flush() == 0
     version.model.refresh_from_db()
     assert version.model.run_count == 0
 

@@ -1,0 +1,104 @@
+"""Per-process caches for the create path: API tokens and the versions public models run.
+
+A prediction create used to look up its token and its version in the database on every request.
+Both change rarely, so each web process keeps what it looked up for at most
+``HOT_CACHE_SECONDS`` (1 s): a revoked or expired token, a hidden version, a model made private
+or a changed price takes effect on every web worker within that time. Changes made by this
+process take effect at once: the signals below clear its caches. Private models are never
+cached (who may see them depends on the caller), and callers get copies, so nothing one request
+does to an object reaches another.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from django.conf import settings
+from django.db.models.signals import post_delete, post_save
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+_MISSING = object()
+
+
+class TTLCache(Generic[K, V]):
+    """A small thread-safe map whose entries live at most ``HOT_CACHE_SECONDS``."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[K, tuple[float, V]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: K, load: Callable[[], V]) -> V:
+        ttl = float(settings.HOT_CACHE_SECONDS)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(key)
+        if hit is not None and now - hit[0] < ttl:
+            return hit[1]
+        value = load()
+        if ttl > 0:
+            with self._lock:
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()
+                self._entries[key] = (now, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_tokens: TTLCache[str, Any] = TTLCache()
+_versions: TTLCache[tuple[str, ...], Any] = TTLCache()
+
+
+def authenticate(raw_key: str) -> Any:
+    """``ApiToken.objects.authenticate`` through the cache: a copy of the token, its user (with
+    ``api_token`` set) and its accounts; None for a key that authenticates as nobody."""
+    from marketplace.accounts.models import ApiToken
+
+    digest = hashlib.sha256(raw_key.encode()).hexdigest()
+    cached = _tokens.get(digest, lambda: ApiToken.objects.authenticate(raw_key))
+    if cached is None:
+        return None
+    cached.touch()  # at most once a minute, remembered on the cached object
+    token = copy.copy(cached)
+    token.user = copy.copy(cached.user)
+    token.user.api_token = token
+    return token
+
+
+def public_version(*key: str, load: Callable[[], Any]) -> Any:
+    """The version ``load`` finds for ``key`` (a reference, or owner and name), when its model is
+    public; otherwise None, and the caller asks the database with the caller's roles."""
+
+    def public_only() -> Any:
+        version = load()
+        if version is None or version.model.visibility != "public":
+            return _MISSING
+        return version
+
+    version = _versions.get(tuple(key), public_only)
+    return None if version is _MISSING else copy.copy(version)
+
+
+def clear(**kwargs: Any) -> None:
+    _tokens.clear()
+    _versions.clear()
+
+
+def connect_signals() -> None:
+    """Clear this process's caches whenever it changes what they hold (``ApiConfig.ready``)."""
+    from marketplace.accounts.models import Account, ApiToken, Membership, User
+    from marketplace.catalog.models import Hardware, Model, Version
+
+    for model in (ApiToken, User, Account, Membership, Model, Version, Hardware):
+        post_save.connect(clear, sender=model, dispatch_uid=f"hotcache-save-{model.__name__}")
+        post_delete.connect(clear, sender=model, dispatch_uid=f"hotcache-del-{model.__name__}")
