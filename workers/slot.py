@@ -130,6 +130,9 @@ class Slot(threading.Thread):
             prediction_finish(prediction.pk, policy.secrets_lost(lost))
             return
         logger.info("running on instance %s", supervisor.instance.pk)
+        # The model's run holds no database connection: the slot takes one again for progress
+        # writes and the finish, so an agent's pool serves its busy slots' database steps only.
+        connection.close()
         CogRun(supervisor, prediction).run(payload)
 
     @staticmethod
@@ -147,9 +150,7 @@ class Slot(threading.Thread):
         deployment_id = self.supervisor.instance.deployment_id
         assert deployment_id is not None
         current = (
-            Deployment.objects.filter(pk=deployment_id)
-            .values_list("version_id", flat=True)
-            .first()
+            Deployment.objects.filter(pk=deployment_id).values_list("version_id", flat=True).first()
         )
         if current is None or current == self.supervisor.version.pk:
             return False

@@ -3,9 +3,27 @@ from __future__ import annotations
 import signal
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import connections
 
 from workers.agent import Agent, runtime_for
+
+# Slots an instance may run at once (a concurrency-8 model has 8), and the agent's own threads
+# that use the database (heartbeat, autoscaler, reconciler, the start-request worker).
+SLOTS_PER_INSTANCE = 8
+AGENT_THREADS = 4
+
+
+def size_database_pool(max_instances: int) -> None:
+    """Let the agent's PostgreSQL pool hold a connection for every slot of every instance it may
+    run, plus its own threads: slots use one only for their database steps (claim, progress,
+    finish), but a burst ending together needs them all. ``DATABASE_POOL_MAX`` still wins when
+    larger. Must run before the first query creates the pool."""
+    pool = connections["default"].settings_dict.get("OPTIONS", {}).get("pool")
+    if isinstance(pool, dict):
+        wanted = AGENT_THREADS + SLOTS_PER_INSTANCE * max_instances
+        pool["max_size"] = max(int(pool.get("max_size", 0)), wanted)
 
 
 class Command(BaseCommand):
@@ -35,6 +53,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        size_database_pool(options["max_instances"] or settings.AGENT_MAX_INSTANCES)
         agent = Agent(
             runtime=runtime_for(options["runtime"]) if options["runtime"] else None,
             host_name=options["host_name"],
