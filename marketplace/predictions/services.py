@@ -42,6 +42,7 @@ from marketplace.predictions.refusals import (
     DeploymentOffline,
     InputValidationError,
     InvalidParameter,
+    QueueUnavailable,
 )
 from marketplace.predictions.secrets import seal
 from marketplace.scheduling import pools, starts
@@ -219,10 +220,13 @@ def _dispatch(prediction: Prediction, sku: str, sealed_secrets: str | None) -> N
             model_id=prediction.model_id,
         )
     except redis.RedisError:
-        # Committed but not queued (Redis went away in between): it stays ``starting``, which
-        # is true, and the reconciler queues it again once it has waited PREDICTION_STUCK_SECONDS.
-        # A platform fault never fails a prediction that had not started.
-        logger.exception("could not queue prediction %s; the reconciler will", prediction.id)
+        # Committed but not queued: Redis went away between the create's first use of it (the
+        # rate limit) and here. The caller hears 503 and will try again, so the row goes (its
+        # hold and file uses with it) rather than run twice. Should the script have run and only
+        # its answer been lost, the runner that pops the id finds no row and skips it.
+        logger.exception("could not queue prediction %s; refused with 503", prediction.id)
+        Prediction.objects.filter(pk=prediction.pk, status=Prediction.Status.STARTING).delete()
+        raise QueueUnavailable() from None
     if prediction.deadline is not None:
         try:
             lifetimes.schedule_expiry(prediction.id, prediction.deadline)
