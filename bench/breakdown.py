@@ -92,6 +92,7 @@ def main() -> None:
             for name in ("web", "agent"):
                 path = out / f"{name}.txt"
                 argv = [spy, "record", "-r", "250", "-f", "raw", "-o", str(path), "--subprocesses"]
+                argv += ["--full-filenames"]
                 argv += ["--pid", str(stack.pid(name))]
                 process = subprocess.Popen(
                     argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
