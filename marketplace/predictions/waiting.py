@@ -75,7 +75,10 @@ async def create_and_wait(view: Any, request: HttpRequest, **kwargs: Any) -> Htt
         # Created and queued, then Redis went away: the prediction stands (the reconciler and
         # its runner carry on once Redis is back); answer with it as it is, without the wait.
         done = None
-    body = await sync_to_async(_load)(prediction_id)
+    # The finished prediction travels in the done event (services._announce_done) when small.
+    body = done.data.get("prediction") if done is not None else None
+    if body is None:
+        body = await sync_to_async(_load)(prediction_id)
     if done is None and body["status"] not in Prediction.TERMINAL:
         # The clients treat anything but "starting" as final and stop polling (rule 8).
         body["status"] = Prediction.Status.STARTING
