@@ -24,6 +24,10 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+# DRF's views load its settings, whose parser imports api.errors, which imports DRF's views: this
+# module is imported before Django's URLconf (which settles that order), so it settles it here.
+from rest_framework import views as _drf_views  # noqa: F401
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from marketplace import hotcache
