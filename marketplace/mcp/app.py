@@ -10,7 +10,8 @@ show it.
 The SDK runs in its **stateless** mode, with a session manager per request: nothing lives
 between requests in a web process, so any web worker or replica may answer any request (no
 sticky sessions), and nothing depends on the ASGI lifespan, which some servers do not deliver
-(the tests' ``uvicorn --lifespan off`` among them). Answers are JSON, not SSE streams.
+(the tests' ``uvicorn --lifespan off`` among them). Answers are JSON, not SSE streams, and only
+POST is served (a GET stream would never carry anything; there is no session to DELETE).
 """
 
 from __future__ import annotations
@@ -104,20 +105,24 @@ async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
         # A page on another site (or a DNS-rebound name) may not drive the endpoint.
         await _reply(send, 403, _error(-32600, "Origin not allowed", 403, "Forbidden"))
         return
-    caller = await sync_to_async(_authenticate)(headers.get("authorization", ""))
-    if caller is None:
-        body = _error(UNAUTHENTICATED_CODE, UNAUTHENTICATED, 401, "Unauthenticated")
-        await _reply(send, 401, body, www_authenticate='Bearer realm="api"')
-        return
-    manager = StreamableHTTPSessionManager(
-        app=_server,
-        stateless=True,
-        json_response=True,
-        max_request_body_size=settings.API_MAX_BODY_BYTES,  # as /v1 limits JSON bodies
-    )
     try:
-        async with manager.run():
-            await manager.handle_request({**scope, CALLER: caller}, receive, send)
+        caller = await sync_to_async(_authenticate)(headers.get("authorization", ""))
+        if caller is None:
+            body = _error(UNAUTHENTICATED_CODE, UNAUTHENTICATED, 401, "Unauthenticated")
+            await _reply(send, 401, body, www_authenticate='Bearer realm="api"')
+        elif scope["method"] != "POST":
+            # Stateless: a GET stream would never carry anything; there is no session to DELETE.
+            body = _error(-32600, "Send requests with POST", 405, "Method not allowed")
+            await _reply(send, 405, body, allow="POST")
+        else:
+            manager = StreamableHTTPSessionManager(
+                app=_server,
+                stateless=True,
+                json_response=True,
+                max_request_body_size=settings.API_MAX_BODY_BYTES,  # as /v1 limits JSON bodies
+            )
+            async with manager.run():
+                await manager.handle_request({**scope, CALLER: caller}, receive, send)
     finally:
         # What Django does when a request ends: the thread's connection goes back to the pool.
         await sync_to_async(close_old_connections)()
