@@ -5,7 +5,9 @@ limit. What needs a model to run is in test_endpoint.py, against a live stack.""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 import httpx2
@@ -17,6 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 from marketplace.accounts.models import Account, ApiToken, Membership
 from marketplace.asgi import application
 from marketplace.predictions.models import Prediction
+from marketplace.predictions.uploads import UploadedFile
 from tests.factories import UserFactory, private, publish, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -111,3 +114,64 @@ def test_tool_calls_count_against_the_api_rate_limit(user: Any, settings: Any) -
     assert third.is_error
     assert third.structured_content["status"] == 429
     assert third.structured_content["detail"].startswith("Request was throttled. Expected")
+
+
+class _Files(BaseHTTPRequestHandler):
+    """A loopback file server (tests allow loopback URLs: OUTBOUND_ALLOW_CIDRS)."""
+
+    def do_GET(self) -> None:
+        if self.path == "/moved":
+            self.send_response(302)
+            self.send_header("Location", "/file.txt")
+            self.end_headers()
+            return
+        body = b"x" * (4096 if self.path == "/big.txt" else 5)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_upload_file_fetches_a_url_through_the_outbound_guard(user: Any, settings: Any) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Files)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    settings.FILES_MAX_BYTES = 1000
+
+    async def work(client: Client) -> list[types.CallToolResult]:
+        return [
+            await client.call_tool("upload_file", {"filename": "f.txt", "url": f"{base}{path}"})
+            for path in ("/file.txt", "/moved", "/big.txt")
+        ]
+
+    try:
+        fetched, moved, big = mcp(token_for(user), work)
+    finally:
+        server.shutdown()
+    assert not fetched.is_error
+    assert fetched.structured_content["size"] == 5
+    assert fetched.structured_content["content_type"] == "text/plain"
+    assert UploadedFile.objects.get().account == user.account
+    assert moved.is_error and "redirects are not followed" in moved.structured_content["detail"]
+    assert big.is_error and big.structured_content["status"] == 413
+
+
+def test_an_iterator_of_text_reads_as_one_text(user: Any) -> None:
+    version = publish(user, "text-stream")
+    prediction = Prediction.objects.create(
+        model=version.model,
+        version=version,
+        account=user.account,
+        hardware=version.model.default_hardware,
+        status=Prediction.Status.SUCCEEDED,
+        input={"prompt": "the"},
+        output=["the ", "cat ", "sat"],
+    )
+    result = mcp(token_for(user), lambda c: c.call_tool("get_prediction", {"id": prediction.id}))
+    texts = [c.text for c in result.content if isinstance(c, types.TextContent)]
+    assert texts[1] == "the cat sat"
+    assert result.structured_content["output"] == ["the ", "cat ", "sat"]
