@@ -92,10 +92,13 @@ def test_trainings_through_the_official_clients(
     entry = UsageEntry.objects.get(prediction_id=training.id)
     row = Prediction.objects.get(pk=training.id)
     assert entry.kind == "training"
-    assert entry.amount == (
-        entry.price_per_second * Decimal(str(row.metrics["predict_time"]))
-    ).quantize(Decimal("0.000001"))
-    assert Decimal(client.trainings.get(training.id).dict()["cost"]) == row.cost == entry.amount
+    assert entry.seconds == Decimal(str(row.metrics["predict_time"])).quantize(Decimal("0.001"))
+    assert entry.price_per_second == base.model.default_hardware.price_per_second
+    assert entry.amount == (entry.price_per_second * entry.seconds).quantize(Decimal("0.000001"))
+    raw = httpx.get(
+        f"{web.url}/v1/trainings/{training.id}", headers={"Authorization": f"Bearer {token}"}
+    ).json()
+    assert Decimal(raw["cost"]) == row.cost == entry.amount > 0
 
     # Cancel of a running training.
     slow = client.trainings.create(
