@@ -88,7 +88,7 @@ def test_trainings_through_the_official_clients(
     assert [t.id for t in client.trainings.list().results] == [training.id]
     assert training.id not in [p.id for p in client.predictions.list().results]
 
-    # Billed as a training: time × the hardware's price, the cost on the training.
+    # Billed as a training: time x the hardware's price, the cost on the training.
     entry = UsageEntry.objects.get(prediction_id=training.id)
     row = Prediction.objects.get(pk=training.id)
     assert entry.kind == "training"
