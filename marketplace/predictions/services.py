@@ -107,7 +107,8 @@ def prediction_create(
             raise ValueError("prediction_create needs a version")
         if not version.is_trainable:
             raise NotTrainable(
-                f"{version.model.full_name} cannot be trained: its cog.yaml has no train: entry"
+                f"{version.model.full_name} cannot be trained: this version has no trainer "
+                "(no train: in its cog.yaml, so no TrainingInput in its schema)"
             )
         target = trainings.destination_resolve(destination, user=created_by)
     if deployment is not None:
