@@ -131,6 +131,11 @@ def test_trainings_through_the_official_clients(
         timeout=60,
         message="the slow training to start",
     )
+    # A running training holds its own instance: the version's predictions still run.
+    assert client.run(f"alice/trainable:{base.id}", input={"name": "meanwhile"}) == (
+        "untrained, meanwhile"
+    )
+    assert client.trainings.get(slow.id).status == "processing"
     slow.cancel()
     slow = finished(client, slow.id, timeout=30)
     assert slow.status == "canceled" and slow.output is None
