@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -59,8 +60,9 @@ def stored_weights(training: Prediction, text: str = "trained") -> str:
 
 
 def test_a_training_is_queued_on_its_own_pool_and_creates_a_private_destination(
-    api: APIClient, base: Version
+    api: APIClient, base: Version, settings: Any
 ) -> None:
+    settings.METRICS_TOKEN = "scrape"
     response = train(api, base, "alice/tuned")
     assert response.status_code == 201, response.json()
     body = response.json()
@@ -74,6 +76,10 @@ def test_a_training_is_queued_on_its_own_pool_and_creates_a_private_destination(
     # Train-mode instances serve it, not the version's predictions pool.
     assert pools.queued_ids(pools.training_pool(base.pk)) == [training.pk]
     assert pools.queued_ids(pools.version_pool(base.pk)) == []
+    metrics = Client().get("/metrics", headers={"Authorization": "Bearer scrape"})
+    assert (
+        f'marketplace_training_queue_depth{{version="{base.pk}"}} 1.0' in metrics.content.decode()
+    )
 
 
 def test_bad_training_input_is_refused_naming_the_field(api: APIClient, base: Version) -> None:
@@ -241,8 +247,6 @@ def test_the_reconciler_queues_a_lost_training_again_on_its_training_pool(
 def test_the_prediction_page_and_history_show_a_finished_training(
     api: APIClient, user: Any, base: Version
 ) -> None:
-    from django.test import Client
-
     training = Prediction.objects.get(pk=train(api, base, "alice/tuned").json()["id"])
     run(training, 1, output={"weights": stored_weights(training)})
     web = Client()
