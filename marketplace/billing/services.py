@@ -119,6 +119,7 @@ def reserve(
     account: Account,
     token: ApiToken | None,
     hardware: Hardware,
+    training: bool = False,
 ) -> Hold:
     """Check that the account can pay the worst case of one prediction and hold it.
 
@@ -128,7 +129,8 @@ def reserve(
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("reserve() must run inside the transaction that stores the prediction")
-    amount = pricing.worst_case(version, hardware)
+    amount = pricing.worst_case(version, hardware, training=training)
+    what = "training" if training else "prediction"
     billing = _locked(account.pk, token)
     if amount == 0:
         return Hold(billing, token, amount)
@@ -141,7 +143,7 @@ def reserve(
         spend = month_spend(billing) + reserved(billing)
         if spend + amount > billing.monthly_cap:
             raise PaymentRequired(
-                f"This prediction could cost up to ${amount} and would exceed your monthly "
+                f"This {what} could cost up to ${amount} and would exceed your monthly "
                 f"spend cap of ${billing.monthly_cap} (${spend} spent or reserved this month)."
             )
     if token is not None:
@@ -150,7 +152,7 @@ def reserve(
             spend = month_spend(billing, token) + reserved(billing, token)
             if spend + amount > cap:
                 raise PaymentRequired(
-                    f"This prediction could cost up to ${amount} and would exceed the monthly "
+                    f"This {what} could cost up to ${amount} and would exceed the monthly "
                     f"spend cap of ${cap} on this API token (${spend} spent or reserved)."
                 )
     needs_credit = billing.mode == BillingAccount.Mode.PREPAID or (
@@ -160,7 +162,7 @@ def reserve(
         available = available_credit(billing)
         if available < amount:
             raise PaymentRequired(
-                f"This prediction could cost up to ${amount} but your available credit is "
+                f"This {what} could cost up to ${amount} but your available credit is "
                 f"${max(available, ZERO)}. Buy credits or add a card at /billing/."
             )
     return Hold(billing, token, amount)
@@ -185,6 +187,7 @@ def settle(prediction: Prediction) -> Decimal:
             status=prediction.status,
             predict_time=prediction.metrics.get("predict_time"),
             output=prediction.output,
+            training=prediction.kind == prediction.Kind.TRAINING,
         )
         amount = charge.amount
         if hold is not None:
@@ -201,7 +204,12 @@ def settle(prediction: Prediction) -> Decimal:
             hardware=prediction.hardware,
             status=prediction.status,
             seconds=charge.seconds,
-            price_per_second=pricing.per_second(version, prediction.hardware),
+            price_per_second=(
+                prediction.hardware.price_per_second
+                if prediction.kind == prediction.Kind.TRAINING
+                else pricing.per_second(version, prediction.hardware)
+            ),
+            kind=prediction.kind,
             units=charge.units,
             unit_price=version.unit_price,
             amount=amount,

@@ -94,7 +94,11 @@ def instance_write_off(
         ).values_list("pk", flat=True)
         if prediction_finish(prediction_id, outcome)
     ]
-    pool = pools.pool_of(version_id=instance.version_id, deployment_id=instance.deployment_id)
+    pool = pools.pool_of(
+        version_id=instance.version_id,
+        deployment_id=instance.deployment_id,
+        training=instance.mode == "train",
+    )
     instances.gone(pool, instance.pk)
     if pools.length(pool) > 0:
         # Queued work stays queued; ask for a successor now rather than at the next tick.
