@@ -222,7 +222,7 @@ class Prediction(models.Model):
             data["webhook_events_filter"] = self.webhook_events_filter
         if self.deployment_id:
             data["deployment"] = _deployment_name(self)
-        if self.is_training and self.destination_id is not None:
+        if self.is_training and self.destination is not None:
             # Replicate's clients read the destination from output.version; ours says it early.
             data["destination"] = self.destination.full_name
         if signed:
