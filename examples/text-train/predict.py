@@ -10,7 +10,6 @@ import random
 from pathlib import Path as FsPath
 
 from cog import BasePredictor, Input, Path
-
 from markov import Chain, build, read_weights, words_of
 
 CORPUS = FsPath(__file__).with_name("corpus.txt")

@@ -12,7 +12,6 @@ import tempfile
 import time
 
 from cog import BaseModel, Input, Path
-
 from markov import build, words_of
 
 CHUNKS = 10

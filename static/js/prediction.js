@@ -35,7 +35,7 @@
     var kind = mediaKind(url);
     if (kind === "image") return el("img", { "class": "output-media", src: url, alt: "Output image" });
     if (kind === "audio" || kind === "video") return el(kind, { "class": "output-media", src: url, controls: "" });
-    var name = url.indexOf("data:") === 0 ? "file" : url.split("/").pop().slice(0, 80);
+    var name = url.indexOf("data:") === 0 ? "file" : url.split("?")[0].split("/").pop().slice(0, 80);
     return el("a", { "class": "output-file", href: url, download: "" }, "Download " + name);
   }
 

@@ -76,7 +76,9 @@ def test_a_training_from_the_form_makes_a_private_destination_and_a_live_page(
     assert f'href="/alice/text-train/train?tweak={training.pk}"' in page
     history = alice_client.get("/account/predictions?kind=training").content.decode()
     assert training.pk in history and "alice/text-train → alice/astro" in history
-    assert training.pk not in alice_client.get("/account/predictions?kind=prediction").content.decode()
+    assert (
+        training.pk not in alice_client.get("/account/predictions?kind=prediction").content.decode()
+    )
 
 
 def test_refused_trainings_leave_nothing_behind(
