@@ -145,9 +145,9 @@ class Autoscaler:
             .defer("openapi_schema")
         ):
             sku = version.model.default_hardware.sku
-            for pool in (shared.get(version.pk), training.get(version.pk)):
-                if pool is not None:
-                    targets[pool] = Target(pool, version, sku, 0, settings.VERSION_MAX_INSTANCES)
+            for name in (shared.get(version.pk), training.get(version.pk)):
+                if name is not None:
+                    targets[name] = Target(name, version, sku, 0, settings.VERSION_MAX_INSTANCES)
         return targets
 
     def capacity(self, pending_by_sku: dict[str, int]) -> dict[str, int]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,8 @@ from marketplace.predictions.webhooks import WebhookDelivery
 from tests.factories import UserFactory, private, publish, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+TRAINABLE = Path(__file__).resolve().parents[1] / "fixtures" / "cog" / "trainable"
 
 # Routes outside the access matrix, and why.
 NOT_IN_MATRIX = {
@@ -87,6 +90,15 @@ def world(user: Any, outsider: Any, client: Client) -> World:
     )
     delivery = webhooks.notify(prediction.id, webhooks.START)
     assert delivery is not None
+    # A training of a private trainable model of hers, into another private model.
+    trainable = private(publish(user, TRAINABLE, name="trainable-gem-3k"))
+    training = prediction_create(
+        version=trainable,
+        input={"phrase": "private words"},
+        account=user.account,
+        created_by=user,
+        destination="alice/tuned-gem-5w",
+    )
     owner_api = APIClient()
     owner_api.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(user)}")
     upload = owner_api.post(
@@ -105,6 +117,7 @@ def world(user: Any, outsider: Any, client: Client) -> World:
         "name": model.name,
         "version_id": version.id,
         "prediction_id": prediction.id,
+        "training_id": training.id,
         "message_id": delivery.message_id,
         "file_id": upload["id"],
         "slug": "picks",
@@ -117,6 +130,8 @@ def world(user: Any, outsider: Any, client: Client) -> World:
         model.name,
         version.id,
         prediction.id,
+        training.id,
+        "tuned-gem-5w",
         delivery.message_id,
         upload["id"],
         user.account.webhook_secret,
@@ -172,6 +187,7 @@ OWN_SCOPE = {
     "/v1/hardware",
     "/v1/models",
     "/v1/predictions",
+    "/v1/trainings",
     "/v1/search",
     "/v1/webhooks/default/secret",
     "/v1/collections/{slug}",
@@ -188,6 +204,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/models/{owner}/{name}/predictions", "post"): {"input": {"text": "x"}},
     ("/v1/models/{owner}/{name}", "patch"): {"description": "defaced", "visibility": "public"},
     ("/v1/predictions", "post"): {"input": {"text": "x"}},
+    ("/v1/models/{owner}/{name}/versions/{version_id}/trainings", "post"): {
+        "destination": "mallory/squat",
+        "input": {"phrase": "x"},
+    },
     ("/v1/models", "post"): {"owner": "alice", "name": "squat", "visibility": "public"},
 }
 
