@@ -76,7 +76,7 @@ def test_a_training_from_the_form_makes_a_private_destination_and_a_live_page(
     assert f'href="/alice/text-train/train?tweak={training.pk}"' in page
     # "Tweak it" refills the Train form: its inputs and its destination.
     tweak = alice_client.get(f"/alice/text-train/train?tweak={training.pk}").content.decode()
-    assert f"Tweaking <a href=\"/p/{training.pk}\">" in tweak
+    assert f'Tweaking <a href="/p/{training.pk}">' in tweak
     assert 'name="order" min="1" max="3" step="1" value="3"' in tweak
     assert '<option value="alice/astro" selected>' in tweak
     history = alice_client.get("/account/predictions?kind=training").content.decode()
