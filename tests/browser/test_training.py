@@ -14,6 +14,7 @@ from playwright.sync_api import expect
 from marketplace.catalog.models import Model, Version
 from marketplace.predictions.models import Prediction
 from tests.browser.conftest import GUARDED, shot
+from tests.browser.test_csp import WATCH
 from tests.browser.test_site import sign_up
 from tests.factories import EXAMPLES, UserFactory, publish
 
@@ -33,6 +34,7 @@ def test_train_the_demo_from_its_train_tab_and_run_the_new_version(
     base = publish(UserFactory(username="demo"), "text-train", "text-train")
     web = start_web(**GUARDED)
     start_agent(idle_timeout=10, max_instances=3, PUBLIC_URL=web.url, **GUARDED)
+    page.context.add_init_script(WATCH)  # collects Content-Security-Policy violations
     sign_up(page, web.url, "erin")
 
     page.goto(f"{web.url}/demo/text-train")
@@ -45,6 +47,7 @@ def test_train_the_demo_from_its_train_tab_and_run_the_new_version(
     expect(destination).to_have_value("")  # a new model
     page.get_by_role("textbox", name="Name of the new model").fill("astronomer")
     shot(page, "train-form")
+    assert page.evaluate("window.__violations") == []
     page.get_by_role("button", name="Start training").click()
 
     expect(page).to_have_url(re.compile(r"/p/[a-z0-9]+$"))
@@ -55,6 +58,7 @@ def test_train_the_demo_from_its_train_tab_and_run_the_new_version(
     link = page.locator("#trained-version a")
     expect(link).to_contain_text("erin/astronomer:")
     shot(page, "training-succeeded")
+    assert page.evaluate("window.__violations") == []
     training = Prediction.objects.get(kind="training")
     trained = Version.objects.get(training=training)
     assert trained.trained_from_id == base.pk
@@ -73,6 +77,14 @@ def test_train_the_demo_from_its_train_tab_and_run_the_new_version(
         (EXAMPLES / "text-train" / "corpus.txt").read_text()
     )
     assert words(written) & only_in_sample, written
+
+    # Training again: the picker offers the new model; picking it hides the new model's fields.
+    page.goto(f"{web.url}/demo/text-train/train")
+    expect(page.get_by_role("textbox", name="Name of the new model")).to_be_visible()
+    page.get_by_role("combobox", name="Model the new version goes to").select_option(
+        "erin/astronomer"
+    )
+    expect(page.get_by_role("textbox", name="Name of the new model")).to_be_hidden()
 
     # The versions tab shows the training's inputs; the history lists the training.
     page.goto(f"{web.url}/erin/astronomer/versions")
