@@ -17,11 +17,13 @@ import httpx
 import pytest
 import replicate
 from replicate.exceptions import ReplicateError
+from replicate.webhook import Webhooks, WebhookSigningSecret
 
 from marketplace.billing.models import UsageEntry
 from marketplace.catalog.models import Model, Version
 from marketplace.files.models import StoredFile
 from marketplace.predictions.models import Prediction
+from tests.clients.test_official_clients import Receiver
 from tests.conftest import wait_for
 from tests.factories import publish, token_for
 
@@ -100,6 +102,24 @@ def test_trainings_through_the_official_clients(
     ).json()
     assert Decimal(raw["cost"]) == row.cost == entry.amount > 0
 
+    # Webhooks: signed, filtered (completed only), with the training's output.
+    receiver = Receiver()
+    hooked = client.trainings.create(
+        model="alice/trainable",
+        version=base.id,
+        input={"phrase": "hooked"},
+        destination="alice/trained-py",
+        webhook=receiver.url,
+        webhook_events_filter=["completed"],
+    )
+    wait_for(lambda: receiver.requests, timeout=60, message="the training's completed webhook")
+    secret = WebhookSigningSecret(key=client.webhooks.default.secret().key)
+    [(headers, body)] = receiver.requests
+    Webhooks.validate(headers=headers, body=body, secret=secret)  # raises if invalid
+    delivered = json.loads(body)
+    assert delivered["id"] == hooked.id and delivered["status"] == "succeeded"
+    assert delivered["output"]["version"].startswith("alice/trained-py:")
+
     # Cancel of a running training.
     slow = client.trainings.create(
         "alice/trainable:" + base.id,
@@ -144,5 +164,5 @@ def test_trainings_through_the_official_clients(
     assert js["finished"]["status"] == "succeeded", js
     assert js["finished"]["output"]["version"].startswith("alice/trained-js:")
     assert js["ran"] == "hola, js" and js["base"] == "untrained, js"
-    assert js["got"] == js["finished"]["id"] and js["listed"] == 3
+    assert js["got"] == js["finished"]["id"] and js["listed"] == 4
     assert js["canceled"] == "canceled"

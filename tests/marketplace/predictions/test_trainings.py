@@ -223,3 +223,16 @@ def test_an_organisation_token_trains_into_the_organisation_not_elsewhere(
     training = Prediction.objects.get(pk=response.json()["id"])
     assert training.account == org and training.destination.owner == org
     assert train(org_api, base, "bob/tuned").status_code == 403
+
+
+def test_the_reconciler_queues_a_lost_training_again_on_its_training_pool(
+    api: APIClient, base: Version
+) -> None:
+    from marketplace.predictions.reconcile import grace, reconcile
+
+    training_id = train(api, base, "alice/tuned").json()["id"]
+    pools.remove(pools.training_pool(base.pk), training_id)  # as if Redis lost it
+    report = reconcile(now=timezone.now() + grace() + timedelta(seconds=1))
+    assert report.requeued == [training_id]
+    assert pools.queued_ids(pools.training_pool(base.pk)) == [training_id]
+    assert pools.queued_ids(pools.version_pool(base.pk)) == []
