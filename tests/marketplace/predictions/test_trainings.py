@@ -236,3 +236,18 @@ def test_the_reconciler_queues_a_lost_training_again_on_its_training_pool(
     assert report.requeued == [training_id]
     assert pools.queued_ids(pools.training_pool(base.pk)) == [training_id]
     assert pools.queued_ids(pools.version_pool(base.pk)) == []
+
+
+def test_the_prediction_page_and_history_show_a_finished_training(
+    api: APIClient, user: Any, base: Version
+) -> None:
+    from django.test import Client
+
+    training = Prediction.objects.get(pk=train(api, base, "alice/tuned").json()["id"])
+    run(training, 1, output={"weights": stored_weights(training)})
+    web = Client()
+    web.force_login(user)
+    assert web.get(f"/p/{training.pk}").status_code == 200
+    assert web.get(f"/p/{training.pk}/json").json()["output"]["version"].startswith("alice/tuned:")
+    assert training.pk in web.get("/account/predictions").content.decode()
+    assert web.get("/alice/tuned").status_code == 200
