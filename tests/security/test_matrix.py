@@ -64,8 +64,10 @@ class World:
 
 @pytest.fixture
 def world(user: Any, outsider: Any, client: Client) -> World:
-    version = private(publish(user, "hello", name="hidden-gem-7q"))
+    # Trainable, so that its Train tab and a training of it are in the matrix too.
+    version = private(publish(user, TRAINABLE, name="hidden-gem-7q"))
     model = version.model
+    Model.objects.filter(pk=model.pk).update(readme="# Private notes")  # for /readme
     # A public collection that lists the private model must not show it to others.
     Collection.objects.create(slug="picks", name="Picks").members.add(model)
     # A deployment of it, under the model's name (so {owner}/{name} reaches both).
@@ -84,17 +86,16 @@ def world(user: Any, outsider: Any, client: Client) -> World:
     )
     prediction = prediction_create(
         version=version,
-        input={"text": "private words"},
+        input={"name": "private words"},
         account=user.account,
         created_by=user,
         webhook="http://127.0.0.1:9/hook",
     )
     delivery = webhooks.notify(prediction.id, webhooks.START)
     assert delivery is not None
-    # A training of a private trainable model of hers, into another private model.
-    trainable = private(publish(user, TRAINABLE, name="trainable-gem-3k"))
+    # A training of it, into another private model of hers.
     training = prediction_create(
-        version=trainable,
+        version=version,
         input={"phrase": "private words"},
         account=user.account,
         created_by=user,
