@@ -19,6 +19,7 @@ import replicate
 from replicate.exceptions import ReplicateError
 from replicate.webhook import Webhooks, WebhookSigningSecret
 
+from marketplace.billing import pricing
 from marketplace.billing.models import UsageEntry
 from marketplace.catalog.models import Model, Version
 from marketplace.files.models import StoredFile
@@ -96,7 +97,7 @@ def test_trainings_through_the_official_clients(
     assert entry.kind == "training"
     assert entry.seconds == Decimal(str(row.metrics["predict_time"])).quantize(Decimal("0.001"))
     assert entry.price_per_second == base.model.default_hardware.price_per_second
-    assert entry.amount == (entry.price_per_second * entry.seconds).quantize(Decimal("0.000001"))
+    assert entry.amount == pricing.money(entry.price_per_second * entry.seconds)  # half up
     raw = httpx.get(
         f"{web.url}/v1/trainings/{training.id}", headers={"Authorization": f"Bearer {token}"}
     ).json()
