@@ -63,7 +63,9 @@ def publish_done(
     enough to travel; a waiting request answers with it instead of reading the row."""
     data: dict[str, Any] = {"status": status, "error": error}
     if prediction is not None:
+        # Its URLs start with this process's PUBLIC_URL: a waiter whose own differs reads the row.
         data["prediction"] = prediction
+        data["public_url"] = settings.PUBLIC_URL
     pipe = get_redis().pipeline(transaction=False)
     publish(prediction_id, DONE, data, pipe=pipe)
     pipe.expire(stream_key(prediction_id), settings.PREDICTION_EVENTS_TTL)

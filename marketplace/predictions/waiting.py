@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.response import Response
 
@@ -75,8 +76,11 @@ async def create_and_wait(view: Any, request: HttpRequest, **kwargs: Any) -> Htt
         # Created and queued, then Redis went away: the prediction stands (the reconciler and
         # its runner carry on once Redis is back); answer with it as it is, without the wait.
         done = None
-    # The finished prediction travels in the done event (services._announce_done) when small.
-    body = done.data.get("prediction") if done is not None else None
+    # The finished prediction travels in the done event (services._announce_done) when small,
+    # with URLs made where it finished: used when that process and this one share PUBLIC_URL.
+    body = None
+    if done is not None and done.data.get("public_url") == settings.PUBLIC_URL:
+        body = done.data.get("prediction")
     if body is None:
         body = await sync_to_async(_load)(prediction_id)
     if done is None and body["status"] not in Prediction.TERMINAL:
