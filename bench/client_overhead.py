@@ -2,8 +2,8 @@
 """What the official Python client (replicate 1.0.7) adds over the same raw HTTP request.
 
 Starts a stack (``manage.py serve`` + an agent, bench/_stack.py), publishes examples/hello as
-``bench/hello``, warms it, then times N sequential predictions per way, in interleaved rounds
-(so the machine's load falls on every way alike), and prints p50/p99 of each:
+``bench/hello``, warms it, then times N sequential predictions per way, the ways taking turns
+call by call (so the machine's load falls on every way alike), and prints p50/p99 of each:
 
   raw model      httpx POST /v1/models/bench/hello/predictions, Prefer: wait (keep-alive)
   run(model)     client.run("bench/hello"): the same request, plus the client's own work
@@ -17,13 +17,14 @@ Starts a stack (``manage.py serve`` + an agent, bench/_stack.py), publishes exam
 and the client's extra time over the matching raw request. Usage:
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench REDIS_URL=redis://127.0.0.1:6379/14 \\
-        .venv/bin/python bench/client_overhead.py -n 200
+        .venv/bin/python bench/client_overhead.py -n 150
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -44,7 +45,6 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("-n", type=int, default=200, help="calls per way (default 200)")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     args = parser.parse_args()
 
     token, versions = setup("hello")
@@ -98,30 +98,29 @@ def main() -> None:
                 time.sleep(PAUSE)
                 way()
         timings: dict[str, list[float]] = defaultdict(list)
-        per_round = max(1, args.n // args.rounds)
-        for _ in range(args.rounds):
+        for _ in range(args.n):  # one call of each way in turn: neighbours' load hits all alike
             for name, way in ways.items():
-                for _ in range(per_round):
-                    time.sleep(PAUSE)
-                    started = time.perf_counter()
-                    way()
-                    timings[name].append((time.perf_counter() - started) * 1000)
+                time.sleep(PAUSE)
+                started = time.perf_counter()
+                way()
+                timings[name].append((time.perf_counter() - started) * 1000)
         load = os.getloadavg()
         print(
-            f"client overhead: {per_round * args.rounds} sequential calls per way in "
-            f"{args.rounds} interleaved rounds; load average {load[0]:.1f} / {load[1]:.1f}"
+            f"client overhead: {args.n} sequential calls per way, the ways taking turns; "
+            f"load average {load[0]:.1f} / {load[1]:.1f}"
         )
         print(f"{'':14}{'p50 ms':>9}{'p99 ms':>9}")
         for name, values in timings.items():
             print(f"{name:14}{percentile(values, 0.5):9.2f}{percentile(values, 0.99):9.2f}")
-        p50 = {name: percentile(values, 0.5) for name, values in timings.items()}
-        print("client's extra time, p50:")
+        print("client's extra time: p50 difference, and median of the call-by-call differences")
         for way, base in (
             ("run(model)", "raw model"),
             ("create", "raw version"),
             ("run(o/n:id)", "raw version"),
         ):
-            print(f"  {way:12} - {base:12} {p50[way] - p50[base]:7.2f} ms")
+            p50 = percentile(timings[way], 0.5) - percentile(timings[base], 0.5)
+            paired = [a - b for a, b in zip(timings[way], timings[base], strict=True)]
+            print(f"  {way:12} - {base:12} {p50:7.2f} ms {statistics.median(paired):7.2f} ms")
     finally:
         stack.stop()
 
