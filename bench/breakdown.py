@@ -29,6 +29,7 @@ import collections
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -85,12 +86,13 @@ def main() -> None:
             response = api.post("/v1/predictions", json=body, headers={"Prefer": "wait"})
             assert response.json()["status"] == "succeeded", response.text
         if args.profile:
-            spy = shutil.which("py-spy")
+            spy = shutil.which("py-spy") or shutil.which("py-spy", path=Path(sys.executable).parent)
             assert spy, "--profile needs py-spy (pip install py-spy)"
             out = Path(tempfile.mkdtemp())
             for name in ("web", "agent"):
                 path = out / f"{name}.txt"
                 argv = [spy, "record", "-r", "250", "-f", "raw", "-o", str(path), "--subprocesses"]
+                argv += ["--full-filenames"]
                 argv += ["--pid", str(stack.pid(name))]
                 process = subprocess.Popen(
                     argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

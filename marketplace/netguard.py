@@ -41,6 +41,10 @@ class Refused(ValueError):
     """The URL may not be requested; the message says why, for the person who gave it."""
 
 
+class TooLarge(Refused):
+    """The body is longer than the caller accepts."""
+
+
 @dataclass(frozen=True)
 class Target:
     """A URL that passed the check, and the address to connect to."""
@@ -151,3 +155,32 @@ def pinned_request(
         extensions["sni_hostname"] = original.host
     request = client.build_request(method, pinned, headers=headers, extensions=extensions, **kwargs)
     return client.send(request, stream=stream)
+
+
+def fetch(url: str, *, max_bytes: int, timeout: float = 30.0) -> tuple[bytes, str]:
+    """GET ``url`` for a caller (the MCP ``upload_file`` tool): checked, sent to the checked
+    address, redirects not followed, at most ``max_bytes`` read. Returns the body and its
+    declared content type; :class:`Refused` (with a message for the caller) otherwise.
+    :class:`TooLarge` when the body is longer than ``max_bytes``."""
+    try:
+        with httpx.Client(follow_redirects=False, timeout=timeout) as client:
+            response = pinned_request(client, "GET", url, stream=True)
+            try:
+                if 300 <= response.status_code < 400:
+                    raise Refused("redirects are not followed: give the file's own URL")
+                if response.status_code != 200:
+                    raise Refused(f"the URL answered {response.status_code}")
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    raise TooLarge(url)
+                data = bytearray()
+                for chunk in response.iter_bytes():
+                    data.extend(chunk)
+                    if len(data) > max_bytes:
+                        raise TooLarge(url)
+                content_type = response.headers.get("content-type", "").split(";")[0].strip()
+            finally:
+                response.close()
+    except httpx.HTTPError as exc:
+        raise Refused(f"the file could not be fetched: {exc or type(exc).__name__}") from exc
+    return bytes(data), content_type

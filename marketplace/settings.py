@@ -396,6 +396,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL") or "INFO"},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # /mcp runs a stateless session manager per request: its start and stop are no news.
+        "mcp.server.streamable_http_manager": {"level": "WARNING"},
         "rq.worker": {"level": envstr("RQ_LOG_LEVEL") or "WARNING"},
         "httpx": {"level": "WARNING"},
     },

@@ -53,20 +53,23 @@ class TokenPermission(IsAuthenticated):
         if not super().has_permission(request, view):
             return False
         token = request.auth
-        if (
-            isinstance(token, ApiToken)
-            and token.permission == ApiToken.Permission.READ
-            and request.method not in READ_METHODS
-        ):
-            from marketplace.api.errors import Problem  # rest_framework.views imports this module
-
-            raise Problem(
-                403,
-                f"This token's permission is read: it cannot {request.method} here. "
-                "Create a token with write permission.",
-                "Forbidden",
-            )
+        if isinstance(token, ApiToken):
+            check_token_permission(token, str(request.method))
         return True
+
+
+def check_token_permission(token: ApiToken, method: str) -> None:
+    """A read token only reads: 403, naming the permission, for any other ``method`` (the MCP
+    endpoint asks with the method of the ``/v1`` call each tool stands for)."""
+    if token.permission == ApiToken.Permission.READ and method not in READ_METHODS:
+        from marketplace.api.errors import Problem  # rest_framework.views imports this module
+
+        raise Problem(
+            403,
+            f"This token's permission is read: it cannot {method} here. "
+            "Create a token with write permission.",
+            "Forbidden",
+        )
 
 
 def acting_account(request: Request, *, write: bool = False) -> Account:
@@ -74,6 +77,11 @@ def acting_account(request: Request, *, write: bool = False) -> Account:
     to create and change things there (an owner or member; read-only members get 403)."""
     user = request.user
     assert isinstance(user, User), "this view requires a signed-in user"
+    return account_of(user, write=write)
+
+
+def account_of(user: User, *, write: bool = False) -> Account:
+    """:func:`acting_account` for a user that authenticated with a token outside DRF (MCP)."""
     account = user.account
     if write and not account.can_write(user):
         from marketplace.api.errors import Problem  # rest_framework.views imports this module

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, HttpRequest, JsonResponse
@@ -19,6 +20,7 @@ from marketplace.predictions.refusals import (
     DeploymentOffline,
     InputValidationError,
     InvalidParameter,
+    QueueUnavailable,
 )
 
 PROBLEM_JSON = "application/problem+json"
@@ -99,7 +101,16 @@ def refusal_problem(exc: CreateRefused) -> Response:
         return problem(402, str(exc), "Insufficient credit")
     if isinstance(exc, DeploymentOffline):
         return problem(409, str(exc), "Deployment is offline")
+    if isinstance(exc, QueueUnavailable):
+        return unavailable(str(exc), exc.retry_after)
     return problem(400, str(exc))
+
+
+def unavailable(detail: str, retry_after: int) -> Response:
+    """503 with ``Retry-After``: a service the request needs (Redis) does not answer."""
+    response = problem(503, detail, "Service unavailable")
+    response["Retry-After"] = str(retry_after)
+    return response
 
 
 def invalid(field: str, description: str) -> Problem:
@@ -148,6 +159,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         pairs = _flatten(exc.detail)
         fields = [{"type": "invalid", "field": f, "description": m} for f, m in pairs]
         return field_problem(fields, "Invalid request", 400)
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError | redis.ReadOnlyError):
+        # Redis down, restarting or failing over (the rate limit is usually first to notice):
+        # nothing was stored yet, and the client may simply try again.
+        return unavailable(
+            "A service this request needs does not answer; try again shortly.",
+            QueueUnavailable.retry_after,
+        )
     if isinstance(exc, exceptions.Throttled):
         wait = max(1, math.ceil(getattr(exc, "wait", None) or 1))
         response = problem(

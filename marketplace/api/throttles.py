@@ -19,6 +19,8 @@ from marketplace.redisconn import get_redis
 if TYPE_CHECKING:  # rest_framework.views imports this module through its settings
     from rest_framework.views import APIView
 
+    from marketplace.accounts.models import User
+
 WINDOW_SECONDS = 60
 
 
@@ -40,9 +42,16 @@ class ApiRateThrottle(BaseThrottle):
         return f"ip{self.get_ident(request)}"
 
     def allow_request(self, request: Request, view: APIView) -> bool:
+        return self.allow(self.ident(request))
+
+    def allow_user(self, user: User) -> bool:
+        """The same count for a caller that authenticated outside DRF (MCP shares it)."""
+        return self.allow(f"u{user.pk}")
+
+    def allow(self, ident: str) -> bool:
         now = time.time()
         window = int(now // WINDOW_SECONDS)
-        key = f"mk:throttle:{self.scope}:{self.ident(request)}:{window}"
+        key = f"mk:throttle:{self.scope}:{ident}:{window}"
         pipe = get_redis().pipeline()
         pipe.incr(key)
         pipe.expire(key, WINDOW_SECONDS + 1)

@@ -1,8 +1,13 @@
 """Money movements: reserve at create, settle at the end, credits, caps and spend.
 
-Every movement locks the account's :class:`BillingAccount` row (``select_for_update``) inside the
-caller's transaction, so two predictions created at once cannot both spend the same credit, and
-a prediction's ledger entry, cost and released reservation commit together with its status.
+A movement that a limit depends on locks the account's :class:`BillingAccount` row
+(``select_for_update``) inside the caller's transaction, so two predictions created at once
+cannot both spend the same credit or the same room under a cap. Movements no limit depends on
+take no lock: a free prediction, or a paid one of an account with no cap and no need of credit
+(postpaid with a card), holds and settles without touching the row, so its creates do not queue
+behind each other. A prediction's ledger entry, cost and released reservation commit together
+with its status, and spend under a cap is read in one statement (one snapshot), so a settle that
+turns a hold into an entry is seen whole or not at all.
 
 Invariant for prepaid accounts: ``credit_balance >= sum(open reservations)``; since a prediction
 never costs more than it reserved, the balance never goes below zero.
@@ -57,7 +62,13 @@ def billing_for(account: Account) -> BillingAccount:
 def _locked(account_id: int, token: ApiToken | None = None) -> BillingAccount:
     """The account's billing row, locked until the transaction ends; with ``token``, that
     token's monthly cap comes along as ``token_cap`` (one round trip in the common case)."""
-    rows = BillingAccount.objects.select_for_update(of=("self",)).filter(account_id=account_id)
+    return _billing(account_id, token, lock=True)
+
+
+def _billing(account_id: int, token: ApiToken | None = None, *, lock: bool) -> BillingAccount:
+    rows = BillingAccount.objects.filter(account_id=account_id)
+    if lock:
+        rows = rows.select_for_update(of=("self",))
     if token is not None:
         rows = rows.annotate(
             token_cap=Subquery(TokenCap.objects.filter(token=token).values("monthly_cap")[:1])
@@ -99,6 +110,39 @@ def available_credit(billing: BillingAccount) -> Decimal:
     return billing.credit_balance - reserved(billing)
 
 
+def _committed(billing: BillingAccount, token: ApiToken | None = None) -> Decimal:
+    """Spent this month plus held, in one statement: a settle in between (its hold becoming an
+    entry, in one transaction) is counted once, never zero times or twice."""
+    entries = UsageEntry.objects.filter(billing=billing, created_at__gte=month_start())
+    holds = Reservation.objects.filter(billing=billing)
+    if token is not None:
+        entries, holds = entries.filter(token=token), holds.filter(token=token)
+    spent = entries.values("billing").annotate(total=Sum("amount")).values("total")
+    held = holds.values("billing").annotate(total=Sum("amount")).values("total")
+    row = (
+        BillingAccount.objects.filter(pk=billing.pk)
+        .annotate(spent=Subquery(spent[:1]), held=Subquery(held[:1]))
+        .values("spent", "held")
+        .get()
+    )
+    return (row["spent"] or ZERO) + (row["held"] or ZERO)
+
+
+def _needs_credit(billing: BillingAccount) -> bool:
+    return billing.mode == BillingAccount.Mode.PREPAID or (
+        stripe_configured() and not billing.has_payment_method
+    )
+
+
+def _limited(billing: BillingAccount) -> bool:
+    """Whether a hold must be checked against something (a cap or the credit), under the lock."""
+    return (
+        billing.monthly_cap is not None
+        or getattr(billing, "token_cap", None) is not None
+        or _needs_credit(billing)
+    )
+
+
 @dataclass
 class Hold:
     """A reservation decided before the prediction row exists; ``attach`` stores it."""
@@ -123,13 +167,15 @@ def reserve(
     """Check that the account can pay the worst case of one prediction and hold it.
 
     ``hardware`` is what it will run on (``deployments.config.hardware_for``). Must run
-    inside the transaction that inserts the prediction (the row lock is what makes concurrent
-    creates safe). Raises PaymentRequired with a sentence saying why.
+    inside the transaction that inserts the prediction. When a cap or the credit limits the
+    account, the billing row is locked until that transaction ends (what makes concurrent
+    creates exact); otherwise nothing is locked. Raises PaymentRequired with a sentence saying
+    why.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("reserve() must run inside the transaction that stores the prediction")
     amount = pricing.worst_case(version, hardware)
-    billing = _locked(account.pk, token)
+    billing = _billing(account.pk, token, lock=False)
     if amount == 0:
         return Hold(billing, token, amount)
     if billing.payment_failed_invoice:
@@ -137,8 +183,11 @@ def reserve(
             "Your last invoice could not be paid. Update your card in the billing portal "
             "(/billing/) to run paid models again."
         )
+    if not _limited(billing):
+        return Hold(billing, token, amount)
+    billing = _locked(account.pk, token)
     if billing.monthly_cap is not None:
-        spend = month_spend(billing) + reserved(billing)
+        spend = _committed(billing)
         if spend + amount > billing.monthly_cap:
             raise PaymentRequired(
                 f"This prediction could cost up to ${amount} and would exceed your monthly "
@@ -147,16 +196,13 @@ def reserve(
     if token is not None:
         cap = billing.token_cap  # type: ignore[attr-defined]
         if cap is not None:
-            spend = month_spend(billing, token) + reserved(billing, token)
+            spend = _committed(billing, token)
             if spend + amount > cap:
                 raise PaymentRequired(
                     f"This prediction could cost up to ${amount} and would exceed the monthly "
                     f"spend cap of ${cap} on this API token (${spend} spent or reserved)."
                 )
-    needs_credit = billing.mode == BillingAccount.Mode.PREPAID or (
-        stripe_configured() and not billing.has_payment_method
-    )
-    if needs_credit:
+    if _needs_credit(billing):
         available = available_credit(billing)
         if available < amount:
             raise PaymentRequired(
@@ -172,9 +218,13 @@ def settle(prediction: Prediction) -> Decimal:
     Called once, inside the transaction that moves the prediction to its terminal status (the
     caller holds the prediction's row lock, and saves ``cost`` with the status). A prediction
     that never started costs nothing and gets no entry. The model owner's earning, if any, is
-    written beside the entry (``marketplace.earnings.ledger``).
+    written beside the entry (``marketplace.earnings.ledger``). The billing row is locked only
+    when there is credit to take from it; caps need no lock here, since ``reserve`` reads spend
+    and holds in one statement.
     """
-    billing = _locked(prediction.account_id)
+    billing = _billing(prediction.account_id, lock=False)
+    if billing.credit_balance > 0:
+        billing = _locked(prediction.account_id)
     hold = Reservation.objects.filter(prediction_id=prediction.pk).first()
     amount = ZERO
     if prediction.started_at is not None:

@@ -50,10 +50,31 @@ def _predictions_of(user: User) -> Any:
 
 def prediction_of_caller(request: Request, prediction_id: str) -> Prediction:
     """The prediction if the caller's account owns it; 404 for everyone else."""
-    prediction = _predictions_of(signed_in(request.user)).filter(pk=prediction_id).first()
+    return prediction_of(signed_in(request.user), prediction_id)
+
+
+def prediction_of(user: User, prediction_id: str) -> Prediction:
+    """:func:`prediction_of_caller` for a user (the MCP tools look predictions up this way)."""
+    prediction = _predictions_of(user).filter(pk=prediction_id).first()
     if prediction is None:
         raise Problem(404, "The requested resource could not be found.")
     return prediction
+
+
+def predictions_of(user: User) -> Any:
+    """The predictions the caller's token may list, newest first."""
+    return _predictions_of(user).order_by("-created_at", "-pk")
+
+
+def version_to_run(user: User, ref: str) -> Version:
+    """The version ``ref`` (an id, ``owner/name:id`` or ``owner/name``) names, if ``user`` may
+    run it; the API's 422 otherwise."""
+    version = hotcache.public_version(
+        "ref", ref, load=lambda: Version.objects.all().resolve(ref)
+    ) or Version.objects.visible_to(user).resolve(ref)
+    if version is None:
+        raise Problem(422, INVALID_VERSION, "Invalid version or not permitted")
+    return version
 
 
 def _create(
@@ -125,12 +146,7 @@ class PredictionCollectionApi(APIView):
         body = PredictionCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        ref = data["version"]
-        version = hotcache.public_version(
-            "ref", ref, load=lambda: Version.objects.all().resolve(ref)
-        ) or Version.objects.visible_to(signed_in(request.user)).resolve(ref)
-        if version is None:
-            raise Problem(422, INVALID_VERSION, "Invalid version or not permitted")
+        version = version_to_run(signed_in(request.user), data["version"])
         return _create(request, data, version=version)
 
 

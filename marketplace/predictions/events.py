@@ -52,9 +52,20 @@ def publish(prediction_id: str, type_: str, data: dict[str, Any], *, pipe: Any =
     )
 
 
-def publish_done(prediction_id: str, status: str, error: str | None) -> None:
+def publish_done(
+    prediction_id: str,
+    status: str,
+    error: str | None,
+    *,
+    prediction: dict[str, Any] | None = None,
+) -> None:
+    """The last event. ``prediction``: the finished prediction's API object (signed), when small
+    enough to travel; a waiting request answers with it instead of reading the row."""
+    data: dict[str, Any] = {"status": status, "error": error}
+    if prediction is not None:
+        data["prediction"] = prediction
     pipe = get_redis().pipeline(transaction=False)
-    publish(prediction_id, DONE, {"status": status, "error": error}, pipe=pipe)
+    publish(prediction_id, DONE, data, pipe=pipe)
     pipe.expire(stream_key(prediction_id), settings.PREDICTION_EVENTS_TTL)
     pipe.execute()
 

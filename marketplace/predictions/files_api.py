@@ -7,6 +7,7 @@ import mimetypes
 from typing import Any
 
 from django.conf import settings
+from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile as DjangoUpload
 from django.db import transaction
 from django.http import FileResponse, HttpRequest
@@ -19,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace import jsonsafe, storage
-from marketplace.accounts.models import User, signed_in
+from marketplace.accounts.models import Account, User, signed_in
 from marketplace.api import openapi as o
 from marketplace.api.authentication import acting_account
 from marketplace.api.errors import Problem
@@ -30,7 +31,7 @@ from marketplace.predictions.uploads import UploadedFile, default_expiry, signat
 NOT_FOUND = "File not found"
 
 
-def _too_large() -> Problem:
+def file_too_large() -> Problem:
     limit_mb = settings.FILES_MAX_BYTES / 1024**2
     return Problem(413, f"Files must be less than {limit_mb:g}MB in size", "File too large")
 
@@ -42,7 +43,7 @@ class LimitedMultiPartParser(MultiPartParser):
         request: HttpRequest = (parser_context or {})["request"]
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         if length > settings.FILES_MAX_BYTES + 64 * 1024:  # room for the multipart envelope
-            raise _too_large()
+            raise file_too_large()
         return super().parse(stream, media_type, parser_context)
 
 
@@ -73,6 +74,41 @@ def _file_for(request: Request, file_id: str) -> UploadedFile:
     if found is None:
         raise Problem(404, NOT_FOUND)
     return found
+
+
+def file_create(
+    *,
+    account: Account,
+    created_by: User,
+    content: File[bytes],
+    name: str,
+    content_type: str = "",
+    metadata: dict[str, Any] | None = None,
+) -> UploadedFile:
+    """Store ``content`` as one of ``account``'s ``/v1/files`` (the API's uploads and the MCP
+    ``upload_file`` tool). The caller checked its size and ``name``'s length."""
+    content_type = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    for chunk in content.chunks():
+        sha256.update(chunk)
+        md5.update(chunk)
+    content.seek(0)
+    uploaded = UploadedFile(
+        account=account,
+        created_by=created_by,
+        name=name,
+        content_type=content_type[:255],
+        size=content.size or 0,
+        sha256=sha256.hexdigest(),
+        md5=md5.hexdigest(),
+        metadata=metadata or {},
+        expires_at=default_expiry(),
+    )
+    uploaded.content.save(name.rsplit("/", 1)[-1] or "file", content, save=False)
+    with transaction.atomic():
+        uploaded.save()
+        StoredFile.record(str(uploaded.content.name), StoredFile.Kind.FILE, uploaded.account_id)
+    return uploaded
 
 
 class FileCollectionApi(APIView):
@@ -106,39 +142,24 @@ class FileCollectionApi(APIView):
                 400,
             )
         if content.size is not None and content.size > settings.FILES_MAX_BYTES:
-            raise _too_large()
+            raise file_too_large()
         form: Any = request.data
         name = str(form.get("filename") or content.name or "file")
         if len(name.encode()) > 255:
             raise Problem(400, "- filename: must be at most 255 bytes\n", "Invalid request")
-        content_type = str(
+        declared = str(
             form.get("type")
             or (content.content_type if content.content_type != "application/octet-stream" else "")
-            or mimetypes.guess_type(name)[0]
-            or "application/octet-stream"
         )
         metadata = _metadata(request)
-        sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-        for chunk in content.chunks():
-            sha256.update(chunk)
-            md5.update(chunk)
-        content.seek(0)
-        user = signed_in(request.user)
-        uploaded = UploadedFile(
+        uploaded = file_create(
             account=acting_account(request, write=True),
-            created_by=user,
+            created_by=signed_in(request.user),
+            content=content,
             name=name,
-            content_type=content_type[:255],
-            size=content.size or 0,
-            sha256=sha256.hexdigest(),
-            md5=md5.hexdigest(),
+            content_type=declared,
             metadata=metadata,
-            expires_at=default_expiry(),
         )
-        uploaded.content.save(name.rsplit("/", 1)[-1] or "file", content, save=False)
-        with transaction.atomic():
-            uploaded.save()
-            StoredFile.record(str(uploaded.content.name), StoredFile.Kind.FILE, uploaded.account_id)
         body = uploaded.to_api()
         return Response(body, status=201, headers={"Location": body["urls"]["get"]})
 

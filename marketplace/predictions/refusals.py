@@ -31,3 +31,16 @@ class InvalidParameter(CreateRefused):
 
 class DeploymentOffline(CreateRefused):
     """The deployment's ``max_instances`` is 0: it takes no predictions until updated (409)."""
+
+
+class QueueUnavailable(CreateRefused):
+    """Redis, which queues predictions, did not answer: 503 with ``Retry-After``. The prediction
+    row was removed again, so nothing was kept, queued or billed."""
+
+    retry_after = 5
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Predictions cannot be queued right now (the queue does not answer). "
+            f"Nothing was created; try again in {self.retry_after} seconds."
+        )

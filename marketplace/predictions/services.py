@@ -15,6 +15,7 @@ checked, so two runners, a late Cog webhook or a cancel racing a finish can neve
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -42,6 +43,7 @@ from marketplace.predictions.refusals import (
     DeploymentOffline,
     InputValidationError,
     InvalidParameter,
+    QueueUnavailable,
 )
 from marketplace.predictions.secrets import seal
 from marketplace.scheduling import pools, starts
@@ -219,10 +221,13 @@ def _dispatch(prediction: Prediction, sku: str, sealed_secrets: str | None) -> N
             model_id=prediction.model_id,
         )
     except redis.RedisError:
-        # Committed but not queued (Redis went away in between): it stays ``starting``, which
-        # is true, and the reconciler queues it again once it has waited PREDICTION_STUCK_SECONDS.
-        # A platform fault never fails a prediction that had not started.
-        logger.exception("could not queue prediction %s; the reconciler will", prediction.id)
+        # Committed but not queued: Redis went away between the create's first use of it (the
+        # rate limit) and here. The caller hears 503 and will try again, so the row goes (its
+        # hold and file uses with it) rather than run twice. Should the script have run and only
+        # its answer been lost, the runner that pops the id finds no row and skips it.
+        logger.exception("could not queue prediction %s; refused with 503", prediction.id)
+        Prediction.objects.filter(pk=prediction.pk, status=Prediction.Status.STARTING).delete()
+        raise QueueUnavailable() from None
     if prediction.deadline is not None:
         try:
             lifetimes.schedule_expiry(prediction.id, prediction.deadline)
@@ -293,7 +298,8 @@ def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
     with transaction.atomic():
         prediction = (
             Prediction.objects.select_for_update(of=("self",))
-            .select_related("version", "hardware")
+            # The model's owner and the instance come along for the answer the done event carries.
+            .select_related("version", "hardware", "model__owner", "instance")
             .defer("version__openapi_schema")  # billing needs the version's price, not its schema
             .filter(pk=prediction_id, status__in=ACTIVE)
             .first()
@@ -323,7 +329,7 @@ def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
         billing.settle(prediction)
         update.append("cost")
         prediction.save(update_fields=update)
-        transaction.on_commit(lambda: _announce_done(prediction_id, outcome))
+        transaction.on_commit(lambda: _announce_done(prediction, outcome))
         if prediction.webhook:
             wanted = prediction.webhook_events_filter
             transaction.on_commit(
@@ -333,14 +339,22 @@ def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
     return True
 
 
-def _announce_done(prediction_id: str, outcome: Outcome) -> None:
+# The done event carries the finished prediction's API object up to this size (JSON), so a
+# request waiting on it (``Prefer: wait``) answers without reading the row again.
+DONE_BODY_MAX_BYTES = 32 * 1024
+
+
+def _announce_done(prediction: Prediction, outcome: Outcome) -> None:
     """The ``done`` event, after the commit. The database already holds the truth, so a Redis
     outage here must not turn a finished prediction into an error for whoever finished it (a
     create whose queueing failed would answer 500); waiters fall back to polling."""
+    body: dict[str, Any] | None = prediction.to_api()
+    if len(json.dumps(body, separators=(",", ":"))) > DONE_BODY_MAX_BYTES:
+        body = None  # large logs or outputs: waiters read the row
     try:
-        events.publish_done(prediction_id, outcome.status, outcome.error)
+        events.publish_done(prediction.id, outcome.status, outcome.error, prediction=body)
     except redis.RedisError:
-        logger.warning("could not publish the end of %s", prediction_id, exc_info=True)
+        logger.warning("could not publish the end of %s", prediction.id, exc_info=True)
 
 
 def prediction_cancel(prediction: Prediction) -> Prediction:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import redis
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.response import Response
@@ -68,8 +69,16 @@ async def create_and_wait(view: Any, request: HttpRequest, **kwargs: Any) -> Htt
         return response
     seconds, applied = wait
     prediction_id = response.data["id"]
-    done = await events.await_done(prediction_id, seconds)
-    body = await sync_to_async(_load)(prediction_id)
+    try:
+        done = await events.await_done(prediction_id, seconds)
+    except redis.RedisError:
+        # Created and queued, then Redis went away: the prediction stands (the reconciler and
+        # its runner carry on once Redis is back); answer with it as it is, without the wait.
+        done = None
+    # The finished prediction travels in the done event (services._announce_done) when small.
+    body = done.data.get("prediction") if done is not None else None
+    if body is None:
+        body = await sync_to_async(_load)(prediction_id)
     if done is None and body["status"] not in Prediction.TERMINAL:
         # The clients treat anything but "starting" as final and stop polling (rule 8).
         body["status"] = Prediction.Status.STARTING

@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from marketplace.accounts.models import ApiToken
 from marketplace.billing import pricing, services
@@ -256,3 +257,26 @@ def test_set_price_command(user: Any, capsys: Any) -> None:
     assert pricing.price_summary(version) == "$0.0002 per second on CPU"
     with pytest.raises(CommandError, match="price: must be zero or more"):
         call_command("set_price", "alice/hello", "-1")
+
+
+def _locks_billing(version: Version, user: Any) -> bool:
+    """Whether creating (and settling) one prediction took the billing row's lock."""
+    with CaptureQueriesContext(connection) as queries:
+        run(create(version, user), 1)
+    table = BillingAccount._meta.db_table
+    return any(
+        "FOR UPDATE" in query["sql"] and f'FROM "{table}"' in query["sql"] for query in queries
+    )
+
+
+def test_only_a_limited_account_takes_the_billing_lock(user: Any, settings: Any) -> None:
+    """Nothing to enforce (postpaid, no cap, no credit): creates and settles don't queue behind
+    one another on the billing row. A cap or credit brings the lock back."""
+    settings.PREDICTION_TIMEOUT = 10
+    version = priced(user, per_second="0.01")
+    assert not _locks_billing(version, user)
+    services.caps_update(user.account, D("100"))
+    assert _locks_billing(version, user)
+    services.caps_update(user.account, None)
+    prepaid(user, "10")
+    assert _locks_billing(version, user)

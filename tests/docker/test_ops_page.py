@@ -27,7 +27,13 @@ def test_staff_see_hosts_gpus_instances_and_queues(user: Any) -> None:
     )  # fmt: skip
     pool = pools.version_pool(version.pk)
     starts.enqueue(
-        "x", pool, user.account.pk, None, version_id=version.pk, sku="cpu", model_id=version.model_id
+        "x",
+        pool,
+        user.account.pk,
+        None,
+        version_id=version.pk,
+        sku="cpu",
+        model_id=version.model_id,
     )
     client = Client()
     assert client.get("/ops/hosts/").status_code == 302  # sign in first

@@ -10,6 +10,7 @@ organisation's members by role (owner, member, read-only) are in tests/orgs/test
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -359,3 +360,106 @@ def test_csrf_is_enforced_on_every_post_of_the_site(world: World, user: Any) -> 
         content_type="application/json",
     )
     assert api_with_cookie.status_code == 401
+
+
+# The MCP endpoint (/mcp, beside Django in the ASGI application): each tool with arguments that
+# name the owner's private things, and what an outsider gets (the API's status, as a tool error).
+MCP_ARGS: dict[str, dict[str, Any]] = {
+    "search_models": {"query": "hidden-gem"},
+    "get_model": {"model": "alice/hidden-gem-7q"},
+    "run_model": {"model": "alice/hidden-gem-7q", "input": {"text": "x"}, "wait": 1},
+    "create_prediction": {"model": "alice/hidden-gem-7q", "input": {"text": "x"}},
+    "get_prediction": {"id": "{prediction_id}"},
+    "list_predictions": {},
+    "cancel_prediction": {"id": "{prediction_id}"},
+    "list_hardware": {},
+    # Neither content nor URL: refused before anything is stored, for everyone.
+    "upload_file": {"filename": "x.txt"},
+}
+MCP_OUTSIDER_STATUS = {
+    "get_model": 404,
+    "get_prediction": 404,
+    "cancel_prediction": 404,
+    # As POST /v1/predictions answers for a version the caller may not run.
+    "run_model": 422,
+    "create_prediction": 422,
+}
+
+
+def _mcp_calls(token: str | None, values: dict[str, str]) -> dict[str, Any]:
+    """Every tool (as the server lists them) and the private model's resource, called in-process
+    through the SDK's client; or, without a token, the raw HTTP answers."""
+    import asyncio
+
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared.exceptions import MCPError
+
+    from marketplace.asgi import application
+
+    async def go() -> dict[str, Any]:
+        transport = httpx2.ASGITransport(app=application)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with httpx2.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=headers
+        ) as http:
+            if token is None:
+                return {
+                    method: await http.request(method, "/mcp", json={})
+                    for method in ("GET", "POST", "DELETE")
+                }
+            out: dict[str, Any] = {}
+            url = "http://testserver/mcp"
+            async with Client(streamable_http_client(url, http_client=http)) as client:
+                listed = await client.list_tools()
+                out["tools"] = [t.name for t in listed.tools]
+                for name in out["tools"]:
+                    args = json.loads(_fill(json.dumps(MCP_ARGS[name]), values))
+                    out[name] = await client.call_tool(name, args)
+                out["resources"] = await client.list_resources()
+                try:
+                    out["read"] = await client.read_resource("model://alice/hidden-gem-7q")
+                except MCPError as exc:
+                    out["read"] = exc
+            return out
+
+    return asyncio.run(go())
+
+
+def test_mcp_matrix_owner_outsider_anonymous(world: World, user: Any, outsider: Any) -> None:
+    outsider_token, owner_token = token_for(outsider), token_for(user)
+    before = _snapshot()
+    anonymous = _mcp_calls(None, world.values)
+    assert {m: r.status_code for m, r in anonymous.items()} == {
+        "GET": 401,
+        "POST": 401,
+        "DELETE": 401,
+    }
+    stranger = _mcp_calls(outsider_token, world.values)
+    assert set(stranger["tools"]) == set(MCP_ARGS), "a new tool needs its row in MCP_ARGS"
+    failures = []
+    for name in stranger["tools"]:
+        result = stranger[name]
+        expected = MCP_OUTSIDER_STATUS.get(name)
+        status = (result.structured_content or {}).get("status") if result.is_error else 200
+        if expected is not None and status != expected:
+            failures.append(f"outsider {name}: {status}")
+        if expected is None and status >= 500:
+            failures.append(f"outsider {name}: {status}")
+        text = json.dumps(result.model_dump(mode="json"))
+        if leaked := [s for s in world.secrets if s in text]:
+            failures.append(f"outsider {name} shows {leaked}")
+    listed = json.dumps(stranger["resources"].model_dump(mode="json"))
+    if leaked := [s for s in world.secrets if s in listed]:
+        failures.append(f"outsider resources/list shows {leaked}")
+    if getattr(stranger["read"], "code", None) != -32002:
+        failures.append(f"outsider resources/read: {stranger['read']!r}")
+    assert not failures, "\n".join(failures)
+    assert _snapshot() == before, "an outsider or anonymous MCP call changed something"
+    # The owner reads her own things through the same calls (so the refusals above are real).
+    owner = _mcp_calls(owner_token, world.values)
+    for name in ("get_model", "get_prediction"):
+        assert not owner[name].is_error, owner[name]
+    assert owner["read"].contents[0].uri == "model://alice/hidden-gem-7q"
+    assert "model://alice/hidden-gem-7q" in {r.uri for r in owner["resources"].resources}

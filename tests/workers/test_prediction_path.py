@@ -76,8 +76,11 @@ def test_hello_goes_starting_processing_succeeded(api, user, start_agent) -> Non
         and body["metrics"]["total_time"] >= body["metrics"]["predict_time"]
     )
     assert body["started_at"] and body["completed_at"]
-    stream = [e.type for e in events.read(body["id"])]
-    assert stream[0] == events.STATUS and stream[-1] == events.DONE
+    stream = events.read(body["id"])
+    assert stream[0].type == events.STATUS and stream[-1].type == events.DONE
+    # The waiting request answered with the object the done event carried, which is the row's.
+    assert stream[-1].data["prediction"] == body
+    assert api.get(f"/v1/predictions/{body['id']}").json() == body
     assert events.read(body["id"])[0].data == {"status": "processing"}
 
 

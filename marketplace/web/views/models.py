@@ -27,6 +27,7 @@ from marketplace.predictions.services import (
     PENDING_UPLOAD,
     InputValidationError,
     PaymentRequired,
+    QueueUnavailable,
     prediction_create,
 )
 from marketplace.registry.models import ImagePush
@@ -163,6 +164,7 @@ def run(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         elif urls:
             payload[f.name] = urls[0] if f.widget == formspec.FILE else urls
     payment_required = False
+    status = 422
     if not errors:
         try:
             prediction = prediction_create(
@@ -178,11 +180,13 @@ def run(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         except PaymentRequired as exc:
             errors = {"__all__": str(exc) or "Your account cannot pay for this prediction."}
             payment_required = True
+        except QueueUnavailable as exc:
+            errors, status = {"__all__": str(exc)}, 503
         else:
             return redirect("prediction", prediction_id=prediction.pk)
     values = playground.raw_values(fields, request.POST)
     return _playground(
-        request, model, version, values, errors, status=422, payment_required=payment_required
+        request, model, version, values, errors, status=status, payment_required=payment_required
     )
 
 
