@@ -1,4 +1,6 @@
-"""``manage.py serve``: the production web command, as a real process with real workers."""
+"""``manage.py serve``: the production web command, as a real process with real workers, with
+either server: two workers answer, a scrape sums both workers' request samples, the client's
+address comes from the trusted proxy's ``X-Forwarded-For``, and SIGTERM stops it all."""
 
 from __future__ import annotations
 
@@ -45,7 +47,8 @@ def test_serve_runs_two_workers_that_answer_and_stop_on_sigterm(
     base = f"http://127.0.0.1:{port}"
     argv = [sys.executable, str(BASE_DIR / "manage.py"), "serve", "--bind", f"127.0.0.1:{port}"]
     argv += ["--workers", "2", "--server", server]
-    env = child_env(PUBLIC_URL=base, METRICS_TOKEN="scrape-secret")
+    # /metrics answers only 10.9.8.7: reached through a proxy on 127.0.0.1 (trusted by default).
+    env = child_env(PUBLIC_URL=base, METRICS_ALLOW_IPS="10.9.8.7", METRICS_TOKEN="")
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:
@@ -73,9 +76,9 @@ def test_serve_runs_two_workers_that_answer_and_stop_on_sigterm(
         metrics_dir = Path(next(iter(multiproc)))  # type: ignore[arg-type]
         for _ in range(20):  # a new connection each: the kernel spreads them over the workers
             assert httpx.get(base + "/v1/hardware", timeout=10).status_code == 401
-        scrape = httpx.get(
-            base + "/metrics", headers={"Authorization": "Bearer scrape-secret"}, timeout=30
-        )
+        assert httpx.get(base + "/metrics", timeout=30).status_code == 404
+        forwarded = {"X-Forwarded-For": "10.9.8.7", "X-Forwarded-Proto": "https"}
+        scrape = httpx.get(base + "/metrics", headers=forwarded, timeout=30)
         assert scrape.status_code == 200
         assert _request_count(scrape.text) == 20
     finally:

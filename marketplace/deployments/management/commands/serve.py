@@ -113,7 +113,7 @@ def _run_granian(host: str, port: int, workers: int, access_log: bool, log_level
         serving.TARGET,
         address=host,
         port=port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.ASGINL,  # no lifespan (marketplace/serving.py)
         workers=workers,
         loop=Loops.uvloop,
         log_level=LogLevels(log_level),
@@ -127,12 +127,11 @@ def _run_uvicorn(host: str, port: int, workers: int, access_log: bool, log_level
     import uvicorn
 
     uvicorn.run(
-        "marketplace.serving:uvicorn_application",
-        factory=True,
+        serving.TARGET,
         host=host,
         port=port,
         workers=workers,
-        lifespan="on",
+        lifespan="off",  # marketplace/serving.py
         access_log=access_log,
         log_level=log_level,
         proxy_headers=True,
