@@ -86,7 +86,10 @@ SYNC_MIDDLEWARE = [
 ]
 # Django's checks look for these middlewares in MIDDLEWARE itself; they run, in SYNC_MIDDLEWARE.
 # `manage.py check --deploy` says the same of CSRF (security.W003) and X-Frame-Options (W002).
-SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410", "security.W003", "security.W002"]
+SILENCED_SYSTEM_CHECKS = [
+    *("admin.E408", "admin.E409", "admin.E410"),
+    *("security.W003", "security.W002"),
+]
 
 ROOT_URLCONF = "marketplace.urls"
 WSGI_APPLICATION = "marketplace.wsgi.application"
