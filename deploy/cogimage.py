@@ -158,17 +158,26 @@ def cog_labels(model_dir: Path, schema: dict) -> dict[str, str]:
 def build_model_image(client: Any, model_dir: Path | str, tag: str, *, labels: bool = True) -> str:
     """Build ``tag`` from a Cog model directory on top of the base image; return the image id."""
     sys.path.insert(0, str(ROOT))
-    from marketplace.catalog.cogschema import ensure_schema, predictor_ref, read_cog_config
+    from marketplace.catalog.cogschema import (
+        ensure_schema,
+        predictor_ref,
+        read_cog_config,
+        trainer_ref,
+    )
 
     model_dir = Path(model_dir).resolve()
     schema = ensure_schema(model_dir)
-    module_file, name = predictor_ref(read_cog_config(model_dir))
+    config = read_cog_config(model_dir)
+    module_file, name = predictor_ref(config)
     base = ensure_base_image(client)
     lines = [
         f"FROM {base}",
         f"ENV COG_PREDICT_TYPE_STUB={dockerfile_quote(f'{module_file}:{name}')}",
-        "COPY src/ /src/",
     ]
+    # As `cog build` does for a model with `train:`; `--x-mode train` reads it.
+    if (trainer := trainer_ref(config)) is not None:
+        lines.append(f"ENV COG_TRAIN_TYPE_STUB={dockerfile_quote(':'.join(trainer))}")
+    lines.append("COPY src/ /src/")
     if labels:
         lines += [
             f"LABEL {k}={dockerfile_quote(v)}" for k, v in cog_labels(model_dir, schema).items()

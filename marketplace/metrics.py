@@ -187,6 +187,25 @@ class PlatformCollector(Collector):
             label = f"{deployment.owner.username}/{deployment.name}"
             family.add_metric(["", label], depths[pools.deployment_pool(pk)])
         yield family
+        # Trainings wait in their version's training pool (train-mode instances).
+        training = sorted(
+            set(
+                Prediction.objects.filter(
+                    status=Prediction.Status.STARTING, kind=Prediction.Kind.TRAINING
+                )
+                .values_list("version_id", flat=True)
+                .distinct()
+            )
+        )
+        training_depths = pools.lengths([pools.training_pool(v) for v in training])
+        trainings = GaugeMetricFamily(
+            "marketplace_training_queue_depth",
+            "Trainings waiting in a version's training pool.",
+            labels=["version"],
+        )
+        for version_id in training:
+            trainings.add_metric([version_id], training_depths[pools.training_pool(version_id)])
+        yield trainings
 
     def _webhooks(self) -> CounterMetricFamily:
         counts = rollups.webhook_attempt_totals()

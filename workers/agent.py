@@ -41,7 +41,7 @@ from marketplace.deployments.models import Deployment, Host, Instance
 from marketplace.predictions import policy, reconcile
 from marketplace.predictions.policy import StopCause
 from marketplace.redisconn import get_redis
-from marketplace.scheduling import instances, placement, starts
+from marketplace.scheduling import instances, placement, pools, starts
 from marketplace.scheduling.autoscaler import Autoscaler
 from workers.hookserver import HookServer
 from workers.runtimes.base import Runtime
@@ -371,6 +371,7 @@ class Agent:
             hardware=hardware,
             runtime=self.runtime.name,
             deployment=deployment,
+            mode="train" if pools.is_training(pool) else "predict",
         )
         if instance is None:
             # Another start took the GPUs meanwhile: hand the request back for any host.

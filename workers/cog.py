@@ -31,6 +31,10 @@ def _describe_422(body: Any) -> str:
         return str(body)
 
 
+def _collection(training: bool) -> str:
+    return "trainings" if training else "predictions"
+
+
 class CogClient:
     def __init__(self, base_url: str, *, timeout: float = 10.0):
         self.base_url = base_url.rstrip("/")
@@ -57,10 +61,12 @@ class CogClient:
         *,
         webhook: str,
         events_filter: list[str] | None = None,
+        training: bool = False,
     ) -> None:
         """Start a prediction that reports through webhooks (``Prefer: respond-async``).
 
         PUT with our id makes retries idempotent while it runs: Cog won't start it twice.
+        ``training``: a training, on a train-mode server (``PUT /trainings/{id}``).
         """
         body = {
             "id": prediction_id,
@@ -69,7 +75,9 @@ class CogClient:
             "webhook_events_filter": events_filter or WEBHOOK_EVENTS,
         }
         response = self._http.put(
-            f"/predictions/{prediction_id}", json=body, headers={"Prefer": "respond-async"}
+            f"/{_collection(training)}/{prediction_id}",
+            json=body,
+            headers={"Prefer": "respond-async"},
         )
         if response.status_code in (200, 201, 202):
             return
@@ -86,9 +94,9 @@ class CogClient:
             retryable=response.status_code in (409, 503),
         )
 
-    def cancel(self, prediction_id: str) -> bool:
+    def cancel(self, prediction_id: str, *, training: bool = False) -> bool:
         """True if Cog knew the prediction (404 means it had already finished)."""
-        response = self._http.post(f"/predictions/{prediction_id}/cancel", timeout=5.0)
+        response = self._http.post(f"/{_collection(training)}/{prediction_id}/cancel", timeout=5.0)
         return response.status_code == 200
 
     def shutdown(self) -> None:

@@ -91,6 +91,7 @@ class CogRun:
                     payload,
                     webhook=supervisor.webhook_url(pid),
                     events_filter=supervisor.webhook_events,
+                    training=supervisor.training,
                 )
                 return
             except CogError as exc:
@@ -116,7 +117,7 @@ class CogRun:
         supervisor = self.supervisor
         assert supervisor.client is not None
         pid = self.prediction.pk
-        iterator = supervisor.version.is_iterator_output
+        iterator = supervisor.version.is_iterator_output and not supervisor.training
         logs_seen, outputs_seen, last_persist = "", 0, time.monotonic()
         deadline = self._stop_deadline()
         # Set when we asked Cog to stop: what the prediction ends as, and when we asked.
@@ -166,7 +167,7 @@ class CogRun:
                 if stop is not None:
                     stop_sent = now
                     with contextlib.suppress(httpx.TransportError):
-                        supervisor.client.cancel(pid)
+                        supervisor.client.cancel(pid, training=supervisor.training)
             if stop is not None and now - stop_sent > CANCEL_GRACE_SECONDS:
                 supervisor.recycle("the model did not acknowledge a cancel")
                 prediction_finish(pid, policy.cancel_unacknowledged(stop, logs_seen))

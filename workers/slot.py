@@ -16,7 +16,7 @@ import redis
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from marketplace.catalog.schema import REDACTED
+from marketplace.catalog.schema import REDACTED, secret_fields
 from marketplace.deployments.models import Deployment
 from marketplace.files.access import resolve_for_model
 from marketplace.logcontext import prediction_context
@@ -113,19 +113,21 @@ class Slot(threading.Thread):
             self._not_claimed(popped.prediction_id)
             return
         self.claimed = True
+        # A training's input follows the trainer's schema (TrainingInput).
+        openapi = version.train_schema if supervisor.training else version.schema
         try:
             payload = resolve_for_model(
                 {**prediction.input, **unseal(popped.secrets)},
                 account_id=prediction.account_id,
-                openapi=version.schema,
+                openapi=openapi,
             )
         except ValueError as exc:
             prediction_finish(prediction.pk, Outcome(Status.FAILED, error=str(exc)))
             return
-        if refused := outbound.check_dispatch(version.schema, payload):
+        if refused := outbound.check_dispatch(openapi, payload):
             prediction_finish(prediction.pk, Outcome(Status.FAILED, error=refused))
             return
-        lost = sorted(k for k in version.secret_fields() if payload.get(k) == REDACTED)
+        lost = sorted(k for k in secret_fields(openapi) if payload.get(k) == REDACTED)
         if lost:
             prediction_finish(prediction.pk, policy.secrets_lost(lost))
             return

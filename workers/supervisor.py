@@ -30,6 +30,7 @@ from marketplace.scheduling.placement import Resident
 from workers.cog import CogClient
 from workers.runtimes.base import InstanceSpec, RunningInstance, RuntimeFailure
 from workers.slot import Slot
+from workers.weights import local_copy
 
 if TYPE_CHECKING:
     from marketplace.catalog.models import Version
@@ -61,6 +62,8 @@ class InstanceSupervisor(threading.Thread):
         self.version = version
         # The pool it serves and the start request it answers.
         self.pool = pool
+        # A train-mode instance (``--x-mode train``): runs the trainings of its version's pool.
+        self.training = instance.mode == "train"
         self.request_id = request_id
         self.sku = instance.hardware.sku
         self.token = secrets.token_urlsafe(24)
@@ -81,7 +84,7 @@ class InstanceSupervisor(threading.Thread):
         # The claim already announced "processing", so Cog's "start" webhook adds nothing; and
         # only iterators have outputs to stream before the end.
         self.webhook_events = ["logs", "completed"]
-        if version.is_iterator_output:
+        if version.is_iterator_output and not self.training:
             self.webhook_events.insert(0, "output")
 
     # --- bookkeeping used by slots and the agent ---------------------------------------------
@@ -179,8 +182,14 @@ class InstanceSupervisor(threading.Thread):
         finally:
             connection.close()
 
+    @property
+    def slots(self) -> int:
+        return 1 if self.training else self.version.concurrency
+
     def _spec(self) -> InstanceSpec:
         hardware = self.instance.hardware
+        # A trained version's weights, copied from storage once per agent (RuntimeFailure).
+        weights = str(local_copy(self.version.weights)) if self.version.weights else ""
         return InstanceSpec(
             instance_id=self.instance.pk,
             host_name=self.agent.host_name,
@@ -192,12 +201,14 @@ class InstanceSupervisor(threading.Thread):
                 "WEBHOOK_AUTH_TOKEN": self.token,
                 "COG_THROTTLE_RESPONSE_INTERVAL": str(settings.COG_LOG_INTERVAL),
                 "COG_SETUP_TIMEOUT": str(int(settings.INSTANCE_SETUP_TIMEOUT)),
-                "COG_MAX_CONCURRENCY": str(self.version.concurrency),
+                "COG_MAX_CONCURRENCY": str(self.slots),
             },
             gpu_device_ids=list(self.instance.gpu_device_ids),
             cpu_count=hardware.cpu_count,
             memory_gb=hardware.memory_gb,
             schema=self.version.schema,
+            mode=self.instance.mode,
+            weights_path=weights,
         )
 
     def _run(self) -> None:
@@ -257,7 +268,7 @@ class InstanceSupervisor(threading.Thread):
         setup_seconds = (timezone.now() - self.instance.created_at).total_seconds()
         instances.register(self.pool, self.instance.pk, self.request_id, setup_seconds)
         self._ready_since = self._last_active = time.monotonic()
-        slots = [Slot(self, i) for i in range(self.version.concurrency)]
+        slots = [Slot(self, i) for i in range(self.slots)]
         for slot in slots:
             slot.start()
         next_retire_check = 0.0

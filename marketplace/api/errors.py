@@ -18,8 +18,10 @@ from marketplace.billing.services import PaymentRequired
 from marketplace.predictions.refusals import (
     CreateRefused,
     DeploymentOffline,
+    DestinationRefused,
     InputValidationError,
     InvalidParameter,
+    NotTrainable,
     QueueUnavailable,
 )
 
@@ -103,6 +105,17 @@ def refusal_problem(exc: CreateRefused) -> Response:
         return problem(409, str(exc), "Deployment is offline")
     if isinstance(exc, QueueUnavailable):
         return unavailable(str(exc), exc.retry_after)
+    if isinstance(exc, DestinationRefused):
+        field = {"type": "invalid", "field": "destination", "description": exc.message}
+        titles = {403: "Destination not writable", 404: "Destination not found"}
+        return problem(
+            exc.status,
+            exc.message,
+            titles.get(exc.status, "Invalid destination"),
+            invalid_fields=[field],
+        )
+    if isinstance(exc, NotTrainable):
+        return problem(422, str(exc), "Model is not trainable")
     return problem(400, str(exc))
 
 

@@ -54,6 +54,43 @@ class PredictionOut(s.Serializer):
     )
 
 
+class TrainingUrls(s.Serializer):
+    get = s.URLField()
+    cancel = s.URLField()
+    web = s.URLField()
+
+
+class TrainingResult(s.Serializer):
+    version = s.CharField(help_text="owner/name:<version id> of the trained version")
+    weights = s.URLField(help_text="The trained weights (a signed, expiring URL)")
+
+
+class TrainingOut(s.Serializer):
+    id = s.CharField()
+    model = s.CharField(help_text="owner/name of the base model")
+    version = s.CharField(help_text="The base version")
+    destination = s.CharField(help_text="owner/name the trained version goes to")
+    input = JSON()
+    output = TrainingResult(allow_null=True)
+    logs = s.CharField(allow_null=True)
+    error = s.CharField(allow_null=True)
+    status = s.ChoiceField(["starting", "processing", "succeeded", "failed", "canceled"])
+    data_removed = s.BooleanField()
+    source = s.ChoiceField(["api", "web"])  # type: ignore[assignment]
+    created_at = s.DateTimeField()
+    started_at = s.DateTimeField(required=False)
+    completed_at = s.DateTimeField(required=False)
+    metrics = JSON(help_text="predict_time, total_time, queue_time, setup_time (seconds)")
+    hardware = s.CharField(allow_null=True, help_text="Hardware SKU")
+    cost = s.DecimalField(
+        max_digits=14, decimal_places=6, allow_null=True, help_text="USD, set when it ends"
+    )
+    urls = TrainingUrls()
+    webhook = s.URLField(required=False)
+    webhook_events_filter = s.ListField(child=s.CharField(), required=False)
+    queue = JSON(required=False, help_text="As on predictions, while active")
+
+
 class VersionOut(s.Serializer):
     id = s.CharField()
     created_at = s.DateTimeField()
@@ -170,6 +207,7 @@ def page_of(serializer: type[s.Serializer], name: str) -> Any:
 
 
 PredictionPage = page_of(PredictionOut, "PredictionPage")
+TrainingPage = page_of(TrainingOut, "TrainingPage")
 ModelPage = page_of(ModelOut, "ModelPage")
 VersionPage = page_of(VersionOut, "VersionPage")
 CollectionPage = page_of(CollectionOut, "CollectionPage")

@@ -8,6 +8,7 @@ from marketplace.deployments import api as deployments
 from marketplace.predictions import api as predictions
 from marketplace.predictions import files_api as files
 from marketplace.predictions import streams
+from marketplace.predictions import trainings_api as trainings
 from marketplace.predictions import webhooks_api as webhooks
 
 MODEL = "models/<str:owner>/<str:name>"
@@ -34,6 +35,13 @@ urlpatterns = [
         "predictions/<str:prediction_id>/webhooks/<str:message_id>/redeliver",
         webhooks.WebhookRedeliverApi.as_view(),
         name="api-prediction-webhook-redeliver",
+    ),
+    path("trainings", trainings.TrainingCollectionApi.as_view(), name="api-trainings"),
+    path("trainings/<str:training_id>", trainings.TrainingDetailApi.as_view(), name="api-training"),
+    path(
+        "trainings/<str:training_id>/cancel",
+        trainings.TrainingCancelApi.as_view(),
+        name="api-training-cancel",
     ),
     path("streams/<str:stream_token>", streams.stream, name="api-stream"),
     path("models", catalog.ModelCollectionApi.as_view(), name="api-models"),
@@ -63,6 +71,11 @@ urlpatterns = [
         f"{MODEL}/versions/<str:version_id>",
         catalog.VersionDetailApi.as_view(),
         name="api-version",
+    ),
+    path(
+        f"{MODEL}/versions/<str:version_id>/trainings",
+        trainings.TrainingCreateApi.as_view(),
+        name="api-version-trainings",
     ),
     path("collections", catalog.CollectionListApi.as_view(), name="api-collections"),
     path("collections/<slug:slug>", catalog.CollectionDetailApi.as_view(), name="api-collection"),

@@ -40,8 +40,17 @@ class BillingAccountAdmin(admin.ModelAdmin):
 
 @admin.register(UsageEntry)
 class UsageEntryAdmin(admin.ModelAdmin):
-    list_display = ["prediction", "billing", "model", "hardware", "seconds", "amount", "created_at"]
-    list_filter = ["hardware", "status"]
+    list_display = [
+        "prediction",
+        "kind",
+        "billing",
+        "model",
+        "hardware",
+        "seconds",
+        "amount",
+        "created_at",
+    ]
+    list_filter = ["kind", "hardware", "status"]
     search_fields = ["prediction__id", "billing__account__username"]
 
     # The ledger is immutable.

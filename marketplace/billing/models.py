@@ -180,6 +180,8 @@ class UsageEntry(models.Model):
     version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="+")
     hardware = models.ForeignKey(Hardware, on_delete=models.PROTECT, related_name="+")
     status = models.CharField(max_length=16)
+    # "training" for a training's time (``Prediction.Kind``): its own entries on the ledger.
+    kind = models.CharField(max_length=10, default="prediction")
     seconds = models.DecimalField(max_digits=12, decimal_places=3)
     price_per_second = models.DecimalField(max_digits=14, decimal_places=8)
     units = models.PositiveIntegerField(default=0)

@@ -46,8 +46,10 @@ def per_second(version: Version, hardware: Hardware) -> Decimal:
     return hardware.price_per_second + version.markup_per_second
 
 
-def worst_case(version: Version, hardware: Hardware) -> Decimal:
-    """The most a prediction of ``version`` on ``hardware`` can cost."""
+def worst_case(version: Version, hardware: Hardware, *, training: bool = False) -> Decimal:
+    """The most a prediction (or a training) of ``version`` on ``hardware`` can cost."""
+    if training:
+        return money(hardware.price_per_second * max_seconds())
     if version.unit_price is not None:
         units = 1 if version.price_unit == Version.PriceUnit.PREDICTION else max_output_items()
         return money(version.unit_price * units)
@@ -83,11 +85,20 @@ def output_items(output: Any) -> int:
 
 
 def charge(
-    version: Version, hardware: Hardware, *, status: str, predict_time: Any, output: Any
+    version: Version,
+    hardware: Hardware,
+    *,
+    status: str,
+    predict_time: Any,
+    output: Any,
+    training: bool = False,
 ) -> Charge:
     """What a prediction that ran cost. Flat prices apply to succeeded predictions only; hardware
-    time is charged whatever the outcome (the machine was busy either way)."""
+    time is charged whatever the outcome (the machine was busy either way). A training costs its
+    hardware's time only: a version's flat price and its creator's markup are prices of runs."""
     seconds = billable_seconds(predict_time)
+    if training:
+        return Charge(seconds, 0, money(hardware.price_per_second * seconds))
     if version.unit_price is None:
         # Rounded once each, so the owner's part never exceeds the amount (rounding is monotone).
         amount = money(per_second(version, hardware) * seconds)

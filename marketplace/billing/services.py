@@ -163,6 +163,7 @@ def reserve(
     account: Account,
     token: ApiToken | None,
     hardware: Hardware,
+    training: bool = False,
 ) -> Hold:
     """Check that the account can pay the worst case of one prediction and hold it.
 
@@ -174,7 +175,8 @@ def reserve(
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("reserve() must run inside the transaction that stores the prediction")
-    amount = pricing.worst_case(version, hardware)
+    amount = pricing.worst_case(version, hardware, training=training)
+    what = "training" if training else "prediction"
     billing = _billing(account.pk, token, lock=False)
     if amount == 0:
         return Hold(billing, token, amount)
@@ -190,7 +192,7 @@ def reserve(
         spend = _committed(billing)
         if spend + amount > billing.monthly_cap:
             raise PaymentRequired(
-                f"This prediction could cost up to ${amount} and would exceed your monthly "
+                f"This {what} could cost up to ${amount} and would exceed your monthly "
                 f"spend cap of ${billing.monthly_cap} (${spend} spent or reserved this month)."
             )
     if token is not None:
@@ -199,14 +201,14 @@ def reserve(
             spend = _committed(billing, token)
             if spend + amount > cap:
                 raise PaymentRequired(
-                    f"This prediction could cost up to ${amount} and would exceed the monthly "
+                    f"This {what} could cost up to ${amount} and would exceed the monthly "
                     f"spend cap of ${cap} on this API token (${spend} spent or reserved)."
                 )
     if _needs_credit(billing):
         available = available_credit(billing)
         if available < amount:
             raise PaymentRequired(
-                f"This prediction could cost up to ${amount} but your available credit is "
+                f"This {what} could cost up to ${amount} but your available credit is "
                 f"${max(available, ZERO)}. Buy credits or add a card at /billing/."
             )
     return Hold(billing, token, amount)
@@ -235,6 +237,7 @@ def settle(prediction: Prediction) -> Decimal:
             status=prediction.status,
             predict_time=prediction.metrics.get("predict_time"),
             output=prediction.output,
+            training=prediction.kind == prediction.Kind.TRAINING,
         )
         amount = charge.amount
         if hold is not None:
@@ -251,7 +254,12 @@ def settle(prediction: Prediction) -> Decimal:
             hardware=prediction.hardware,
             status=prediction.status,
             seconds=charge.seconds,
-            price_per_second=pricing.per_second(version, prediction.hardware),
+            price_per_second=(
+                prediction.hardware.price_per_second
+                if prediction.kind == prediction.Kind.TRAINING
+                else pricing.per_second(version, prediction.hardware)
+            ),
+            kind=prediction.kind,
             units=charge.units,
             unit_price=version.unit_price,
             amount=amount,

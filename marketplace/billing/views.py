@@ -107,6 +107,7 @@ def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
         "amount_usd",
         "paid_from_credit_usd",
         "user",
+        "kind",
     ]
 
     def rows():  # type: ignore[no-untyped-def]
@@ -127,6 +128,7 @@ def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
                     e.amount,
                     e.credit_applied,
                     e.user.username if e.user else "",
+                    e.kind,
                 ]
             )
 

@@ -57,6 +57,7 @@ def read_cog_config(model_dir: Path) -> dict:
     if not isinstance(config, dict):
         raise CogProjectError(f"{path}: expected a mapping at the top level")
     predictor_ref(config)  # validates `predict:` so callers get one early, precise error
+    trainer_ref(config)
     return config
 
 
@@ -65,14 +66,22 @@ def predictor_ref(config: dict) -> tuple[str, str]:
     ref = config.get("predict")
     if not ref:
         raise CogProjectError('cog.yaml has no `predict:` entry (expected "predict.py:Predictor")')
+    return _split_ref("predict", ref)
+
+
+def trainer_ref(config: dict) -> tuple[str, str] | None:
+    """Split `train: "train.py:train"` likewise; None for a model that cannot be trained."""
+    ref = config.get("train")
+    return _split_ref("train", ref) if ref else None
+
+
+def _split_ref(key: str, ref: Any) -> tuple[str, str]:
     module_file, _, name = ref.partition(":") if isinstance(ref, str) else ("", "", "")
     module_file, name = module_file.strip(), name.strip()
     if not module_file.endswith(".py") or not name.isidentifier():
-        raise CogProjectError(
-            f'cog.yaml `predict: {ref!r}` is not of the form "predict.py:Predictor"'
-        )
+        raise CogProjectError(f'cog.yaml `{key}: {ref!r}` is not of the form "{key}.py:Name"')
     if Path(module_file).is_absolute() or ".." in Path(module_file).parts:
-        raise CogProjectError(f"cog.yaml `predict: {ref!r}` must point inside the model directory")
+        raise CogProjectError(f"cog.yaml `{key}: {ref!r}` must point inside the model directory")
     return module_file, name
 
 
@@ -248,9 +257,8 @@ def _fixed_schemas() -> dict:
     # fmt: on
 
 
-def build_document(info: Any, *, streaming: bool, accept: dict[str, str] | None = None) -> dict:
-    """Assemble the OpenAPI 3.0.2 document for a cog._adt.PredictorInfo."""
-    accept = accept or {}
+def _inputs_schema(info: Any, accept: dict[str, str], title: str) -> tuple[dict, dict]:
+    """(the ``Input``-like object schema, its enum components) of a cog._adt.PredictorInfo."""
     properties: dict[str, dict] = {}
     enums: dict[str, dict] = {}
     required: list[str] = []
@@ -261,9 +269,24 @@ def build_document(info: Any, *, streaming: bool, accept: dict[str, str] | None 
             enums[field.name] = component
         if is_required:
             required.append(field.name)
-    input_schema: dict[str, Any] = {"properties": properties, "type": "object", "title": "Input"}
+    schema: dict[str, Any] = {"properties": properties, "type": "object", "title": title}
     if required:
-        input_schema["required"] = required
+        schema["required"] = required
+    return schema, enums
+
+
+def build_document(
+    info: Any,
+    *,
+    streaming: bool,
+    accept: dict[str, str] | None = None,
+    train: Any = None,
+    train_accept: dict[str, str] | None = None,
+) -> dict:
+    """Assemble the OpenAPI 3.0.2 document for a cog._adt.PredictorInfo (and, for a model with
+    `train:`, its trainer's: `TrainingInput`/`TrainingOutput` and the `/trainings` paths, merged
+    into the same document as Cog's Go generator does; predict wins on name clashes)."""
+    input_schema, enums = _inputs_schema(info, accept or {}, "Input")
     # Enum components are named after their input; as with Cog, an input called e.g. "Status"
     # replaces the fixed component of that name - consumers have to live with that.
     schemas = {
@@ -272,6 +295,20 @@ def build_document(info: Any, *, streaming: bool, accept: dict[str, str] | None 
         "Output": info.output.json_type(),
         **enums,
     }
+    if train is not None:
+        train_schema, train_enums = _inputs_schema(train, train_accept or {}, "TrainingInput")
+        train_output = {**train.output.json_type(), "title": "TrainingOutput"}
+        schemas = {
+            **train_enums,
+            "TrainingInput": train_schema,
+            "TrainingOutput": train_output,
+            "TrainingRequest": {"title": "TrainingRequest", "type": "object", "properties": {
+                "id": {"title": "Id", "type": "string"}, "input": _ref("TrainingInput")}},
+            "TrainingResponse": {"title": "TrainingResponse", "type": "object", "properties": {
+                **schemas["PredictionResponse"]["properties"],
+                "input": _ref("TrainingInput"), "output": _ref("TrainingOutput")}},
+            **schemas,
+        }  # fmt: skip
 
     invalid = _response(_ref("HTTPValidationError"), "Validation Error")
     predict_op: dict[str, Any] = {
@@ -285,44 +322,75 @@ def build_document(info: Any, *, streaming: bool, accept: dict[str, str] | None 
         predict_op["x-cog-streaming"] = True
     cancel_id = {"required": True, "schema": {"title": "Prediction Id", "type": "string"},
                  "name": "prediction_id", "in": "path"}  # fmt: skip
+    paths: dict[str, Any] = {
+        "/": {"get": {"summary": "Root", "operationId": "root__get", "responses": {
+            "200": _response({})}}},
+        "/health-check": {"get": {"summary": "Healthcheck",
+                                  "operationId": "healthcheck_health_check_get",
+                                  "responses": {"200": _response({})}}},
+        "/predictions": {"post": predict_op},
+        "/predictions/{prediction_id}/cancel": {"post": {
+            "summary": "Cancel",
+            "operationId": "cancel_predictions__prediction_id__cancel_post",
+            "parameters": [cancel_id],
+            "responses": {"200": _response({}), "422": invalid},
+        }},
+    }  # fmt: skip
+    if train is not None:
+        training_id = {**cancel_id, "name": "training_id",
+                       "schema": {"title": "Training Id", "type": "string"}}  # fmt: skip
+        paths["/trainings"] = {"post": {
+            "summary": "Train", "operationId": "train_trainings_post",
+            "requestBody": {"content": {"application/json": {"schema": _ref("TrainingRequest")}}},
+            "responses": {"200": _response(_ref("TrainingResponse")), "422": invalid},
+        }}  # fmt: skip
+        paths["/trainings/{training_id}/cancel"] = {"post": {
+            "summary": "Cancel Training",
+            "operationId": "cancel_training_trainings__training_id__cancel_post",
+            "parameters": [training_id],
+            "responses": {"200": _response({}), "422": invalid},
+        }}  # fmt: skip
     return {
         "openapi": "3.0.2",
         "info": {"title": "Cog", "version": "0.1.0"},
-        "paths": {
-            "/": {"get": {"summary": "Root", "operationId": "root__get", "responses": {
-                "200": _response({})}}},
-            "/health-check": {"get": {"summary": "Healthcheck",
-                                      "operationId": "healthcheck_health_check_get",
-                                      "responses": {"200": _response({})}}},
-            "/predictions": {"post": predict_op},
-            "/predictions/{prediction_id}/cancel": {"post": {
-                "summary": "Cancel",
-                "operationId": "cancel_predictions__prediction_id__cancel_post",
-                "parameters": [cancel_id],
-                "responses": {"200": _response({}), "422": invalid},
-            }},
-        },
+        "paths": paths,
         "components": {"schemas": schemas},
-    }  # fmt: skip
+    }
 
 
 def _generate_here(model_dir: Path) -> dict:
     """Child side: import the predictor (runs user code!) and build its document."""
-    import importlib
-
     from cog._inspector import create_predictor
 
-    module_file, name = predictor_ref(read_cog_config(model_dir))
+    config = read_cog_config(model_dir)
+    module_file, name = predictor_ref(config)
+    info, accept, source = _inspect(model_dir, module_file, name, create_predictor)
+    train = train_accept = None
+    if (ref := trainer_ref(config)) is not None:
+        train, train_accept, _ = _inspect(model_dir, *ref, create_predictor)
+    streaming = streaming_from_source(source, name)
+    return build_document(
+        info, streaming=streaming, accept=accept, train=train, train_accept=train_accept
+    )
+
+
+def _inspect(
+    model_dir: Path, module_file: str, name: str, create_predictor: Any
+) -> tuple[Any, dict[str, str], str]:
+    """(PredictorInfo, accept hints, source) of ``module_file:name``."""
+    import importlib
+
     source_path = model_dir / module_file
     if not source_path.is_file():
         raise CogProjectError(f"{source_path}: predictor module not found")
     # Import the way coglet does: module name = file stem, its directory first on sys.path.
-    sys.path.insert(0, str(source_path.parent.resolve()))
+    directory = str(source_path.parent.resolve())
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
     module_name = source_path.stem
     info = create_predictor(module_name, name)
     accept = _accept_hints(importlib.import_module(module_name), name)
-    streaming = streaming_from_source(source_path.read_text(encoding="utf-8"), name)
-    return build_document(info, streaming=streaming, accept=accept)
+    return info, accept, source_path.read_text(encoding="utf-8")
 
 
 def _dump(document: dict) -> str:

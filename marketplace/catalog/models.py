@@ -291,6 +291,21 @@ class Version(models.Model):
         validators=[MinValueValidator(Decimal(0))],
     )
 
+    # A version made by a training: the base version whose code (image or directory) it runs,
+    # the training that made it, and its weights (a stored file's name in default storage,
+    # ``files.Kind.WEIGHTS``), handed to the model as ``COG_WEIGHTS`` → ``setup(weights=…)``.
+    trained_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="trained_versions"
+    )
+    training = models.OneToOneField(
+        "predictions.Prediction",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="trained_version",
+    )
+    weights = models.CharField(max_length=500, blank=True)
+
     objects = VersionQuerySet.as_manager()
 
     class Meta:
@@ -344,10 +359,25 @@ class Version(models.Model):
                 _schemas.remember(pk, document)
 
     @property
+    def is_trainable(self) -> bool:
+        """Whether its model declares ``train:`` (its document has ``TrainingInput``)."""
+        return cog_schema.is_trainable(self.schema)
+
+    @property
+    def train_schema(self) -> dict[str, Any]:
+        """The document as a training sees it: ``TrainingInput``/``TrainingOutput`` in the places
+        of ``Input``/``Output``, so validation, file and secret rules apply unchanged."""
+        return cog_schema.training_view(self.schema)
+
+    @property
     def is_iterator_output(self) -> bool:
         return cog_schema.is_iterator_output(self.schema)
 
-    def validate_input(self, payload: Any) -> tuple[dict[str, Any], list[cog_schema.FieldError]]:
+    def validate_input(
+        self, payload: Any, *, training: bool = False
+    ) -> tuple[dict[str, Any], list[cog_schema.FieldError]]:
+        if training:
+            return cog_schema.validate_input(f"{self.id}:train", self.train_schema, payload)
         return cog_schema.validate_input(self.id, self.schema, payload)
 
     def secret_fields(self) -> list[str]:

@@ -105,6 +105,31 @@ def secret_fields(openapi: dict[str, Any]) -> list[str]:
     ]
 
 
+def is_trainable(openapi: dict[str, Any]) -> bool:
+    """A model with ``train:`` in its cog.yaml: its document describes ``TrainingInput``."""
+    return isinstance(components(openapi).get("TrainingInput"), dict)
+
+
+_training_views: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+
+def training_view(openapi: dict[str, Any]) -> dict[str, Any]:
+    """The document with ``TrainingInput``/``TrainingOutput`` as its ``Input``/``Output``: every
+    rule written for a prediction's input (validation, files, secrets, outbound URLs, redaction)
+    then applies to a training's input unchanged. Empty ``Input`` for a model without a trainer."""
+    cached = _training_views.get(id(openapi))
+    if cached is not None and cached[0] is openapi:
+        return cached[1]
+    schemas = dict(components(openapi))
+    schemas["Input"] = schemas.get("TrainingInput") or {"type": "object", "properties": {}}
+    schemas["Output"] = schemas.get("TrainingOutput") or {}
+    view = {**openapi, "components": {**(openapi.get("components") or {}), "schemas": schemas}}
+    if len(_training_views) > 512:
+        _training_views.clear()
+    _training_views[id(openapi)] = (openapi, view)
+    return view
+
+
 class VersionCache(OrderedDict[str, Any]):
     """A bounded, least-recently-added cache keyed by version id.
 

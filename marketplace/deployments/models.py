@@ -124,6 +124,9 @@ class Instance(models.Model):
         Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="instances"
     )
     state = models.CharField(max_length=16, choices=State.choices, default=State.STARTING)
+    # Cog's mode: "train" instances run the version's trainer (``--x-mode train``) and serve
+    # its trainings' pool only.
+    mode = models.CharField(max_length=8, default="predict")
     runtime = models.CharField(max_length=20)
     # What the runtime needs to find it again after an agent restart: a pid or a container id.
     runtime_ref = models.CharField(max_length=200, blank=True)

@@ -49,8 +49,10 @@ def instance_create(
     hardware: Hardware,
     runtime: str,
     deployment: Deployment | None = None,
+    mode: str = "predict",
 ) -> Instance | None:
-    """Create a starting instance with the GPUs its hardware needs; None if too few are free."""
+    """Create a starting instance with the GPUs its hardware needs; None if too few are free.
+    ``mode="train"``: an instance of the version's trainer (one training at a time)."""
     with transaction.atomic():
         locked = Host.objects.select_for_update().get(pk=host.pk)
         devices: list[str] = []
@@ -64,7 +66,8 @@ def instance_create(
             version=version,
             hardware=hardware,
             runtime=runtime,
-            slots=version.concurrency,
+            mode=mode,
+            slots=1 if mode == "train" else version.concurrency,
             gpu_device_ids=devices,
             deployment=deployment,
         )
@@ -94,7 +97,11 @@ def instance_write_off(
         ).values_list("pk", flat=True)
         if prediction_finish(prediction_id, outcome)
     ]
-    pool = pools.pool_of(version_id=instance.version_id, deployment_id=instance.deployment_id)
+    pool = pools.pool_of(
+        version_id=instance.version_id,
+        deployment_id=instance.deployment_id,
+        training=instance.mode == "train",
+    )
     instances.gone(pool, instance.pk)
     if pools.length(pool) > 0:
         # Queued work stays queued; ask for a successor now rather than at the next tick.

@@ -52,9 +52,7 @@ def queue_info(prediction: Prediction) -> dict[str, Any] | None:
         state = enqueued.state
         room: int | None = enqueued.room
     else:
-        pool = pools.pool_of(
-            version_id=prediction.version_id, deployment_id=prediction.deployment_id
-        )
+        pool = pools.pool_of_prediction(prediction)
         position = pools.position(pool, prediction.pk)
         state = instances.states([pool])[pool]
         room = None

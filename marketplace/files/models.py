@@ -46,6 +46,9 @@ class StoredFile(models.Model):
         OUTPUT = "output"
         # A model's cover image, shown on public pages.
         COVER = "cover"
+        # A training's weights, which a trained version runs with (``Version.weights``): kept
+        # as long as the version exists, whatever happens to the training.
+        WEIGHTS = "weights"
 
     name = models.CharField(max_length=500, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -105,6 +108,7 @@ POLICIES: dict[StoredFile.Kind, Policy] = {
     StoredFile.Kind.FILE: Policy(),
     StoredFile.Kind.OUTPUT: Policy(retention=True),
     StoredFile.Kind.COVER: Policy(public=True),
+    StoredFile.Kind.WEIGHTS: Policy(),
 }
 
 

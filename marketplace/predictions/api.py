@@ -119,7 +119,10 @@ class PredictionCollectionApi(APIView):
         ],
     )
     def get(self, request: Request) -> Response:
-        predictions = _predictions_of(signed_in(request.user))
+        # Trainings have their own list (/v1/trainings), as on Replicate.
+        predictions = _predictions_of(signed_in(request.user)).filter(
+            kind=Prediction.Kind.PREDICTION
+        )
         for param, lookup in (("created_after", "gte"), ("created_before", "lt")):
             if raw := request.query_params.get(param):
                 when = parse_datetime(raw)

@@ -20,14 +20,11 @@ def expire(prediction_id: str) -> bool:
     with prediction_context(prediction_id):
         prediction = (
             Prediction.objects.filter(pk=prediction_id)
-            .only("version_id", "deployment_id", "status")
+            .only("version_id", "deployment_id", "status", "kind")
             .first()
         )
         if prediction is None or prediction.status != Prediction.Status.STARTING:
             return False
-        pool = pools.pool_of(
-            version_id=prediction.version_id, deployment_id=prediction.deployment_id
-        )
-        pools.remove(pool, prediction_id)
+        pools.remove(pools.pool_of_prediction(prediction), prediction_id)
         # Loses to a runner that claimed it meanwhile; the runner then cancels it at the deadline.
         return prediction_finish(prediction_id, policy.deadline_passed())

@@ -42,6 +42,12 @@ class Prediction(models.Model):
         API = "api"
         WEB = "web"
 
+    class Kind(models.TextChoices):
+        # A training runs the version's trainer (Cog's train mode) and, when it succeeds, makes a
+        # new version of ``destination`` from its weights (``predictions.trainings``).
+        PREDICTION = "prediction"
+        TRAINING = "training"
+
     TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED})
     # Which statuses each status may move to.
     TRANSITIONS: dict[str, frozenset[str]] = {
@@ -71,6 +77,12 @@ class Prediction(models.Model):
     )
     hardware = models.ForeignKey(Hardware, on_delete=models.PROTECT, related_name="+")
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.API)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PREDICTION)
+    # Trainings: the model the trained version goes to (the new version is
+    # ``trained_version``, the reverse of ``Version.training``).
+    destination = models.ForeignKey(
+        Model, null=True, blank=True, on_delete=models.SET_NULL, related_name="incoming_trainings"
+    )
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.STARTING)
     input = models.JSONField(default=dict, encoder=SafeJSONEncoder, decoder=SafeJSONDecoder)
@@ -121,6 +133,12 @@ class Prediction(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["account", "-created_at"]),
+            # /v1/trainings and the site's training history.
+            models.Index(
+                fields=["account", "-created_at"],
+                condition=models.Q(kind="training"),
+                name="prediction_trainings",
+            ),
             models.Index(fields=["model", "-created_at"]),
             models.Index(fields=["status", "created_at"]),
             # marketplace.rollups reads what ended since its last roll-up by this.
@@ -146,8 +164,18 @@ class Prediction(models.Model):
             raise IllegalTransition(f"A {current} prediction cannot become {new}")
 
     @property
+    def is_training(self) -> bool:
+        return self.kind == self.Kind.TRAINING
+
+    @property
     def urls(self) -> dict[str, str]:
         base = settings.PUBLIC_URL
+        if self.is_training:
+            return {
+                "get": f"{base}/v1/trainings/{self.id}",
+                "cancel": f"{base}/v1/trainings/{self.id}/cancel",
+                "web": f"{base}/p/{self.id}",
+            }
         urls = {
             "get": f"{base}/v1/predictions/{self.id}",
             "cancel": f"{base}/v1/predictions/{self.id}/cancel",
@@ -194,6 +222,9 @@ class Prediction(models.Model):
             data["webhook_events_filter"] = self.webhook_events_filter
         if self.deployment_id:
             data["deployment"] = _deployment_name(self)
+        if self.is_training and self.destination is not None:
+            # Replicate's clients read the destination from output.version; ours says it early.
+            data["destination"] = self.destination.full_name
         if signed:
             data = sign_api(self, data)
         return data

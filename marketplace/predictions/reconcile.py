@@ -121,13 +121,17 @@ def _starting(now: datetime, report: Report) -> None:
             report.canceled.append(pid)
     stuck = list(
         Prediction.objects.filter(status=Status.STARTING, created_at__lt=now - grace())
-        .values_list("pk", "version_id", "deployment_id", "account_id", "hardware__sku")
+        .values_list("pk", "version_id", "deployment_id", "account_id", "hardware__sku", "kind")
         .order_by("created_at")
     )
     waiting: dict[str, tuple[str, str]] = {}
     queued_by_pool: dict[str, set[str]] = {}
-    for pid, version_id, deployment_id, account_id, sku in stuck:
-        pool = pools.pool_of(version_id=version_id, deployment_id=deployment_id)
+    for pid, version_id, deployment_id, account_id, sku, kind in stuck:
+        pool = pools.pool_of(
+            version_id=version_id,
+            deployment_id=deployment_id,
+            training=kind == Prediction.Kind.TRAINING,
+        )
         if pool not in queued_by_pool:
             queued_by_pool[pool] = set(pools.queued_ids(pool))
         if pid not in queued_by_pool[pool]:

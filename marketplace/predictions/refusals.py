@@ -44,3 +44,18 @@ class QueueUnavailable(CreateRefused):
             "Predictions cannot be queued right now (the queue does not answer). "
             f"Nothing was created; try again in {self.retry_after} seconds."
         )
+
+
+class DestinationRefused(CreateRefused):
+    """A training's ``destination`` cannot take its version: 404 when the caller may not see it
+    (or it names nothing), 403 when they see it but may not write it, 422 when malformed. The
+    problem names the field ``destination``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class NotTrainable(CreateRefused):
+    """The version's model has no trainer (no ``train:`` in its cog.yaml): 422."""

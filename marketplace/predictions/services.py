@@ -35,14 +35,16 @@ from marketplace.catalog.models import Version
 from marketplace.deployments.models import Deployment, hardware_for
 from marketplace.files.inputs import InputFiles, check_input_files
 from marketplace.jsonsafe import scrub
-from marketplace.predictions import events, lifetimes, outbound, uploads, webhooks
+from marketplace.predictions import events, lifetimes, outbound, trainings, uploads, webhooks
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.policy import Outcome
 from marketplace.predictions.refusals import (
     CreateRefused,
     DeploymentOffline,
+    DestinationRefused,
     InputValidationError,
     InvalidParameter,
+    NotTrainable,
     QueueUnavailable,
 )
 from marketplace.predictions.secrets import seal
@@ -59,8 +61,10 @@ PENDING_UPLOAD = "https://uploads.invalid/pending"
 __all__ = [
     "CreateRefused",
     "DeploymentOffline",
+    "DestinationRefused",
     "InputValidationError",
     "InvalidParameter",
+    "NotTrainable",
     "PaymentRequired",
     "prediction_create",
 ]
@@ -80,6 +84,7 @@ def prediction_create(
     cancel_after: str | None = None,
     lifetime: str | None = None,
     uploads_by_field: Mapping[str, Sequence[File]] | None = None,
+    destination: str | None = None,
 ) -> Prediction:
     """Create a prediction of ``version`` — or of ``deployment``'s current release, on its
     hardware and its own pool — billed to ``account``.
@@ -88,7 +93,26 @@ def prediction_create(
     may hold ``PENDING_UPLOAD`` where ``uploads_by_field`` (the playground's files, per input
     field) are to go; they are stored only once everything else is known to be fine, and
     removed again if the create fails after all.
+
+    With ``destination`` (``"owner/name"``) it is a *training* (``kind="training"``): the input
+    is validated against the version's ``TrainingInput``, the destination must be writable by
+    ``created_by`` (``trainings.destination_resolve``: 404/403 naming ``destination``; an absent
+    model is created private in this transaction), it queues on the version's training pool
+    (train-mode instances) and is billed as a training. Deployments do not train.
     """
+    training = destination is not None
+    target: trainings.Destination | None = None
+    if training:
+        if deployment is not None:
+            raise ValueError("a deployment does not run trainings")
+        if version is None:
+            raise ValueError("prediction_create needs a version")
+        if not version.is_trainable:
+            raise NotTrainable(
+                f"{version.model.full_name} cannot be trained: this version has no trainer "
+                "(no train: in its cog.yaml, so no TrainingInput in its schema)"
+            )
+        target = trainings.destination_resolve(destination, user=created_by)
     if deployment is not None:
         if deployment.max_instances == 0:
             raise DeploymentOffline(
@@ -99,11 +123,12 @@ def prediction_create(
     if version is None:
         raise ValueError("prediction_create needs a version or a deployment")
     deadline = lifetimes.deadline_from(cancel_after=cancel_after, lifetime=lifetime)
-    normalized, errors = version.validate_input(input)
+    normalized, errors = version.validate_input(input, training=training)
+    openapi = version.train_schema if training else version.schema
     # Platform file references: the account's own files or valid signed URLs only (files.inputs).
-    files = check_input_files(openapi=version.schema, input=normalized, account=account)
+    files = check_input_files(openapi=openapi, input=normalized, account=account)
     normalized = files.input
-    errors += files.errors + outbound.check(version.schema, _without_pending(normalized), webhook)
+    errors += files.errors + outbound.check(openapi, _without_pending(normalized), webhook)
     if errors:
         raise InputValidationError(errors)
     hardware = hardware_for(version, deployment)
@@ -123,6 +148,7 @@ def prediction_create(
             webhook_events_filter=webhook_events_filter,
             deadline=deadline,
             files=files,
+            destination=target,
         )
     except BaseException:
         uploads.delete_stored(stored)
@@ -174,13 +200,20 @@ def _insert(
     webhook_events_filter: list[str] | None,
     deadline: datetime | None,
     files: InputFiles,
+    destination: trainings.Destination | None = None,
 ) -> Prediction:
-    secret_values = {k: normalized[k] for k in version.secret_fields() if k in normalized}
+    training = destination is not None
+    openapi = version.train_schema if training else version.schema
+    secret_values = {k: normalized[k] for k in schema.secret_fields(openapi) if k in normalized}
     model = version.model
     with transaction.atomic():
         # Raises PaymentRequired; holds the account's billing row until commit.
         hold = billing.reserve(
-            version=version, account=account, token=created_by_token, hardware=hardware
+            version=version,
+            account=account,
+            token=created_by_token,
+            hardware=hardware,
+            training=training,
         )
         prediction = Prediction.objects.create(
             model=model,
@@ -191,7 +224,9 @@ def _insert(
             hardware=hardware,
             deployment=deployment,
             source=source,
-            input=schema.redact(version.schema, normalized),
+            kind=Prediction.Kind.TRAINING if training else Prediction.Kind.PREDICTION,
+            destination=destination.model_for(version) if destination is not None else None,
+            input=schema.redact(openapi, normalized),
             webhook=webhook,
             webhook_events_filter=webhook_events_filter or [],
             deadline=deadline,
@@ -208,7 +243,7 @@ def _insert(
 
 def _dispatch(prediction: Prediction, sku: str, sealed_secrets: str | None) -> None:
     """Queue the committed prediction and schedule its deadline."""
-    pool = pools.pool_of(version_id=prediction.version_id, deployment_id=prediction.deployment_id)
+    pool = pools.pool_of_prediction(prediction)
     try:
         # Where it stands comes back with the queueing: the create's answer needs no other look.
         prediction.enqueued = starts.enqueue(
@@ -325,18 +360,33 @@ def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
         if outcome.logs is not None:
             prediction.logs = scrub(outcome.logs)
             update.append("logs")
+        if prediction.kind == Prediction.Kind.TRAINING and outcome.status == Status.SUCCEEDED:
+            _training_succeeded(prediction, outcome.output, update)
         # The ledger entry, the cost and the released reservation: in the same transaction.
         billing.settle(prediction)
         update.append("cost")
         prediction.save(update_fields=update)
-        transaction.on_commit(lambda: _announce_done(prediction, outcome))
+        ended = Outcome(prediction.status, error=prediction.error)
+        transaction.on_commit(lambda: _announce_done(prediction, ended))
         if prediction.webhook:
             wanted = prediction.webhook_events_filter
             transaction.on_commit(
                 lambda: webhooks.notify(prediction_id, webhooks.COMPLETED, events_filter=wanted)
             )
-    logger.info("ended %s", outcome.status, extra={"prediction_id": prediction_id})
+    logger.info("ended %s", prediction.status, extra={"prediction_id": prediction_id})
     return True
+
+
+def _training_succeeded(prediction: Prediction, output: Any, update: list[str]) -> None:
+    """Its trained version, in the finishing transaction; a trainer that succeeded without
+    weights fails the training (it was still billed for its time, as any failure)."""
+    try:
+        _, prediction.output = trainings.training_result(prediction, output)
+    except trainings.NoWeights as exc:
+        prediction.status = Status.FAILED
+        prediction.error = str(exc)
+    if "output" not in update:
+        update.append("output")
 
 
 # The done event carries the finished prediction's API object up to this size (JSON), so a
@@ -360,10 +410,7 @@ def _announce_done(prediction: Prediction, outcome: Outcome) -> None:
 def prediction_cancel(prediction: Prediction) -> Prediction:
     """Cancel: a queued prediction ends at once; a running one is stopped by its runner."""
     if prediction.status == Status.STARTING:
-        pool = pools.pool_of(
-            version_id=prediction.version_id, deployment_id=prediction.deployment_id
-        )
-        pools.remove(pool, prediction.id)
+        pools.remove(pools.pool_of_prediction(prediction), prediction.id)
         # Loses (returns False) if a runner claimed it meanwhile; then it is processing.
         prediction_finish(prediction.id, Outcome(Status.CANCELED))
     prediction.refresh_from_db()

@@ -136,15 +136,18 @@ class Autoscaler:
                 deployment.max_instances,
                 deployment.pk,
             )
-        version_ids = [p.removeprefix("version:") for p in active if p.startswith("version:")]
+        # A version's shared pool and its trainings' pool (train-mode instances) scale alike.
+        shared = {p.partition(":")[2]: p for p in active if p.startswith("version:")}
+        training = {p.partition(":")[2]: p for p in active if pools.is_training(p)}
         for version in (
-            Version.objects.filter(pk__in=version_ids)
+            Version.objects.filter(pk__in=set(shared) | set(training))
             .select_related("model__default_hardware")
             .defer("openapi_schema")
         ):
-            pool = pools.version_pool(version.pk)
             sku = version.model.default_hardware.sku
-            targets[pool] = Target(pool, version, sku, 0, settings.VERSION_MAX_INSTANCES)
+            for name in (shared.get(version.pk), training.get(version.pk)):
+                if name is not None:
+                    targets[name] = Target(name, version, sku, 0, settings.VERSION_MAX_INSTANCES)
         return targets
 
     def capacity(self, pending_by_sku: dict[str, int]) -> dict[str, int]:
@@ -228,7 +231,13 @@ class Autoscaler:
             instances.set_floor(target.pool, target.low)
         demand = state.queued + state.in_flight
         desired = max(
-            target.low, min(target.high, slots_needed(demand, target.version.concurrency))
+            target.low,
+            min(
+                target.high,
+                slots_needed(
+                    demand, 1 if pools.is_training(target.pool) else target.version.concurrency
+                ),
+            ),
         )
         draining = [i for i in state.draining if is_current(i)]
         supply = len(live) - len(excess) + state.starting + len(draining)

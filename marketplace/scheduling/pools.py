@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from marketplace.redisconn import as_text, get_redis
 from marketplace.scheduling.scripts import script
@@ -24,9 +24,30 @@ def deployment_pool(deployment_id: int) -> str:
     return f"deployment:{deployment_id}"
 
 
-def pool_of(*, version_id: str, deployment_id: int | None) -> str:
-    """The pool a prediction queues on (or an instance serves)."""
+def training_pool(version_id: str) -> str:
+    """A version's trainings: served by its train-mode instances (``--x-mode train``), which
+    are other instances than the ones that run its predictions."""
+    return f"training:{version_id}"
+
+
+def pool_of(*, version_id: str, deployment_id: int | None, training: bool = False) -> str:
+    """The pool a prediction (or training) queues on, or an instance serves."""
+    if training:
+        return training_pool(version_id)
     return deployment_pool(deployment_id) if deployment_id else version_pool(version_id)
+
+
+def pool_of_prediction(prediction: Any) -> str:
+    """The pool of a ``Prediction`` row (its kind, version and deployment)."""
+    return pool_of(
+        version_id=prediction.version_id,
+        deployment_id=prediction.deployment_id,
+        training=prediction.kind == "training",
+    )
+
+
+def is_training(pool: str) -> bool:
+    return pool.startswith("training:")
 
 
 def prefix(pool: str) -> str:

@@ -53,11 +53,26 @@ def versions_of(model: Model) -> QuerySet[Version]:
     return model.versions.filter(hidden=False).order_by("-created_at")
 
 
+def trainable(model: Model, version: object = None) -> bool:
+    """Whether the page's version (else the model's latest) has a trainer: the Train tab."""
+    if not isinstance(version, Version):
+        if model.latest_version_id is None:
+            return False
+        # Only the id is read: the schema comes from the per-process cache.
+        version = Version.objects.only("id").filter(pk=model.latest_version_id).first()
+    return version is not None and version.is_trainable
+
+
 def prediction_for(user: AnyUser, prediction_id: str) -> Prediction:
     """A prediction its account's members may see; an example also to whoever sees its model."""
     prediction = (
         Prediction.objects.select_related(
-            "model__owner", "model__default_hardware", "version", "hardware", "account"
+            "model__owner",
+            "model__default_hardware",
+            "version",
+            "hardware",
+            "account",
+            "destination__owner",
         )
         .filter(pk=prediction_id)
         .first()

@@ -9,10 +9,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
+from django.http import HttpRequest
 
 from marketplace.catalog import formspec
 from marketplace.catalog.formspec import Field
 from marketplace.catalog.schema import REDACTED, FieldError
+from marketplace.predictions.services import PENDING_UPLOAD
 
 URL_SUFFIX = "__url"
 
@@ -95,6 +97,39 @@ def upload_error(upload: UploadedFile) -> str:
     if (upload.size or 0) > limit:
         return f"{upload.name} is larger than the {limit // 1024**2} MB upload limit."
     return ""
+
+
+@dataclass
+class Posted:
+    """A submitted form as ``prediction_create`` takes it: the input (``PENDING_UPLOAD`` where an
+    uploaded file goes), the uploads per field, and the errors found before any service call."""
+
+    payload: dict[str, Any]
+    files: dict[str, list[UploadedFile]]
+    errors: dict[str, str]
+
+
+def posted(fields: Sequence[Field], request: HttpRequest) -> Posted:
+    """Parse a playground or Train form: typed values, uploaded files and pasted file URLs."""
+    submission = formspec.parse_submission(fields, dict(request.POST.lists()))
+    errors = dict(submission.errors)
+    payload: dict[str, Any] = dict(submission)
+    files: dict[str, list[UploadedFile]] = {}
+    for f in fields:
+        if f.widget not in (formspec.FILE, formspec.FILES):
+            continue
+        sent = request.FILES.getlist(f.name)
+        urls = [u.strip() for u in request.POST.getlist(f.name + URL_SUFFIX) if u.strip()]
+        for upload in sent:
+            if message := upload_error(upload):
+                errors[f.name] = message
+        if sent:
+            files[f.name] = list(sent)
+            pending = [PENDING_UPLOAD] * len(sent)
+            payload[f.name] = pending[0] if f.widget == formspec.FILE else pending + urls
+        elif urls:
+            payload[f.name] = urls[0] if f.widget == formspec.FILE else urls
+    return Posted(payload, files, errors)
 
 
 def example_input(fields: Sequence[Field]) -> dict[str, Any]:

@@ -131,7 +131,8 @@ def _media(url: Any) -> SafeString:
         return format_html("<img class='output-media' src='{}' alt='Output image'>", url)
     if kind in ("audio", "video"):
         return format_html("<{0} class='output-media' src='{1}' controls></{0}>", kind, url)
-    name = url.rsplit("/", 1)[-1][:80] if not url.startswith("data:") else "file"
+    # The file's name, without a signed URL's query string.
+    name = url.split("?", 1)[0].rsplit("/", 1)[-1][:80] if not url.startswith("data:") else "file"
     return format_html("<a class='output-file' href='{}' download>Download {}</a>", url, name)
 
 

@@ -10,6 +10,7 @@ from marketplace.web.views import (
     orgs,
     owners,
     predictions,
+    trainings,
 )
 
 urlpatterns = [
@@ -114,6 +115,7 @@ urlpatterns = [
     path("<str:username>", catalog.profile, name="profile"),
     path("<str:owner>/<str:name>", models.model_page, name="model"),
     path("<str:owner>/<str:name>/run", models.run, name="model-run"),
+    path("<str:owner>/<str:name>/train", trainings.model_train, name="model-train"),
     path("<str:owner>/<str:name>/api", models.model_api, name="model-api"),
     path("<str:owner>/<str:name>/versions", models.model_versions, name="model-versions"),
     path(

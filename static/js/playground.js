@@ -1,10 +1,19 @@
-// The playground form: sliders mirror their number boxes, list inputs grow and shrink, file
+// The playground and Train forms: sliders mirror their number boxes, list inputs grow and shrink, file
 // inputs preview what was picked, and the schema's constraints are checked before submitting
 // (the server checks again and shows its errors next to each field).
 (function () {
   "use strict";
-  var form = document.getElementById("playground");
+  var form = document.getElementById("playground") || document.getElementById("train");
   if (!form) return;
+
+  // The Train form's destination picker: a new model's owner and name only when "A new model".
+  var destination = document.getElementById("id_destination");
+  if (destination) {
+    var fresh = document.getElementById("new-destination");
+    var toggle = function () { fresh.hidden = destination.value !== ""; };
+    destination.addEventListener("change", toggle);
+    toggle();
+  }
 
   form.querySelectorAll("input[type=range][data-mirror]").forEach(function (range) {
     var box = document.getElementById(range.dataset.mirror);

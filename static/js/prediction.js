@@ -35,7 +35,7 @@
     var kind = mediaKind(url);
     if (kind === "image") return el("img", { "class": "output-media", src: url, alt: "Output image" });
     if (kind === "audio" || kind === "video") return el(kind, { "class": "output-media", src: url, controls: "" });
-    var name = url.indexOf("data:") === 0 ? "file" : url.split("/").pop().slice(0, 80);
+    var name = url.indexOf("data:") === 0 ? "file" : url.split("?")[0].split("/").pop().slice(0, 80);
     return el("a", { "class": "output-file", href: url, download: "" }, "Download " + name);
   }
 
@@ -119,6 +119,15 @@
     $("queue-eta").textContent = eta;
   }
 
+  // A training that succeeded links the version it made.
+  function showTrainedVersion(v) {
+    var slot = $("trained-version");
+    if (!slot || !v) return;
+    slot.textContent = "· New version: ";
+    if (v.url) slot.appendChild(el("a", { href: v.url }, v.short));
+    else slot.appendChild(el("code", {}, v.short));
+  }
+
   function seconds(v) { return typeof v === "number" ? v.toFixed(2) + " s" : "—"; }
 
   function applyState(s) {
@@ -130,6 +139,7 @@
     $("predict-time").textContent = seconds((s.metrics || {}).predict_time);
     $("total-time").textContent = seconds((s.metrics || {}).total_time);
     $("cost").textContent = s.cost ? "$" + s.cost : "—";
+    showTrainedVersion(s.trained_version);
   }
 
   progress($("logs").textContent);

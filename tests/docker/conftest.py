@@ -25,6 +25,7 @@ from deploy.cogimage import build_model_image
 from tests.conftest import BASE_DIR, LiveWeb, ServiceProcess, child_env, free_port, wait_for
 
 EXAMPLES = BASE_DIR / "examples"
+TRAINABLE = BASE_DIR / "tests" / "fixtures" / "cog" / "trainable"
 
 
 @pytest.fixture(scope="session")
@@ -51,10 +52,12 @@ def cog_images(docker_client: Any) -> dict[str, str]:
         "hello": "marketplace-test/hello:latest",
         "slow": "marketplace-test/slow-progress:latest",
         "plain": "marketplace-test/hello-no-labels:latest",
+        "trainable": "marketplace-test/trainable:latest",
     }
     build_model_image(docker_client, EXAMPLES / "hello", images["hello"])
     build_model_image(docker_client, EXAMPLES / "slow-progress", images["slow"])
     build_model_image(docker_client, EXAMPLES / "hello", images["plain"], labels=False)
+    build_model_image(docker_client, TRAINABLE, images["trainable"])
     return images
 
 

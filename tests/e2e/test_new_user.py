@@ -1,7 +1,7 @@
 """A new user's path, as ``make run`` sets it up: ``manage.py runstack`` (web, one agent with the
 default four instance slots and the default minimum residency, an RQ worker), the demo models
-from ``seed_demo``, and the official Python client running each demo model in turn. Six models
-on four slots: the fifth and sixth run only because the host evicts idle ones for them."""
+from ``seed_demo``, and the official Python client running each demo model in turn. Seven models
+on four slots: the fifth to seventh run only because the host evicts idle ones for them."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ INPUTS: dict[str, dict[str, Any]] = {
     "input-types": {"count": 2, "color": "red"},
     "slow-progress": {},
     "hello-concurrent": {"text": "again"},
+    "text-train": {"length": 12, "seed": 1},
 }
 BUDGET_SECONDS = 30.0
 

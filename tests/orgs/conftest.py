@@ -28,6 +28,8 @@ from tests.docker.conftest import (  # noqa: F401 - the registry fixtures, for t
 )
 from tests.factories import EXAMPLES, UserFactory, cpu
 
+TRAINABLE = EXAMPLES.parent / "tests" / "fixtures" / "cog" / "trainable"
+
 # Who may do what, in this order everywhere: the org's owner, a member, a read-only member, a
 # signed-in outsider, and nobody.
 ROLES = ("owner", "member", "read_only", "outsider", "anonymous")
@@ -44,6 +46,8 @@ class World:
     file: UploadedFile  # uploaded for acme
     personal_secret: Model  # olive/diary: the owner's own private model
     deployment: Deployment  # acme/prod: runs acme/secret
+    trainable: Version  # acme/trainable: private, trainable
+    training: Prediction  # of acme/trainable into acme/tuned, for acme by its member
     keys: dict[str, str] = field(default_factory=dict)
 
     def api(self, role: str, key: str | None = None) -> APIClient:
@@ -96,6 +100,16 @@ def world(db: None) -> World:
     prediction = prediction_create(
         version=version, input={"text": "hi"}, account=org, created_by=users["member"]
     )
+    trainable, _ = version_publish_local(
+        path=TRAINABLE, owner=org, name="trainable", visibility=Model.Visibility.PRIVATE
+    )
+    training = prediction_create(
+        version=trainable,
+        input={"phrase": "hi"},
+        account=org,
+        created_by=users["member"],
+        destination="acme/tuned",
+    )
     tools = Collection.objects.create(slug="tools", name="Tools")
     tools.members.add(version.model_id, public)
     upload = UploadedFile(
@@ -127,6 +141,8 @@ def world(db: None) -> World:
             min_instances=0,
             max_instances=1,
         ),
+        trainable=trainable,
+        training=training,
     )
     for role in ("owner", "member", "read_only"):
         world.keys[role] = world.token(role, account=org)

@@ -57,6 +57,19 @@ def _secret_is_the_orgs(world: World, role: str, response: Any) -> None:
         assert response.json()["key"] == world.users["outsider"].account.webhook_secret
 
 
+def _trained_for_acme(world: World, role: str, response: Any) -> None:
+    from marketplace.predictions.models import Prediction
+
+    training = Prediction.objects.get(pk=response.json()["id"])
+    assert training.account == world.org and training.kind == "training"
+    assert training.destination is not None and training.destination.owner == world.org
+
+
+def _lists_trainings(world: World, role: str, response: Any) -> None:
+    ids = [t["id"] for t in response.json()["results"]]
+    assert ids == ([world.training.pk] if role != "outsider" else [])
+
+
 def _lists_org_predictions(world: World, role: str, response: Any) -> None:
     ids = [p["id"] for p in response.json()["results"]]
     assert ids == ([world.prediction.pk] if role != "outsider" else [])
@@ -206,6 +219,19 @@ API_ROWS = [
         (200, 200, 200, 404, 401),
     ),
     Row(
+        "training create",
+        "post",
+        "/v1/models/acme/trainable/versions/{trainable}/trainings",
+        (201, 201, 403, 404, 401),
+        body={"destination": "acme/tuned", "input": {"phrase": "x"}},
+        check=_trained_for_acme,
+    ),
+    Row(
+        "trainings list", "get", "/v1/trainings", (200, 200, 200, 200, 401), check=_lists_trainings
+    ),
+    Row("training get", "get", "/v1/trainings/{training}", (200, 200, 200, 404, 401)),
+    Row("training cancel", "post", "/v1/trainings/{training}/cancel", (200, 200, 403, 404, 401)),
+    Row(
         "webhook secret",
         "get",
         "/v1/webhooks/default/secret",
@@ -291,7 +317,11 @@ API_ROWS = [
 
 def _path(world: World, row: Row) -> str:
     return row.path.format(
-        version=world.version.pk, prediction=world.prediction.pk, file=world.file.pk
+        version=world.version.pk,
+        prediction=world.prediction.pk,
+        file=world.file.pk,
+        trainable=world.trainable.pk,
+        training=world.training.pk,
     )
 
 

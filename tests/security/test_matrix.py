@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,8 @@ from marketplace.predictions.webhooks import WebhookDelivery
 from tests.factories import UserFactory, private, publish, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+TRAINABLE = Path(__file__).resolve().parents[1] / "fixtures" / "cog" / "trainable"
 
 # Routes outside the access matrix, and why.
 NOT_IN_MATRIX = {
@@ -61,8 +64,10 @@ class World:
 
 @pytest.fixture
 def world(user: Any, outsider: Any, client: Client) -> World:
-    version = private(publish(user, "hello", name="hidden-gem-7q"))
+    # Trainable, so that its Train tab and a training of it are in the matrix too.
+    version = private(publish(user, TRAINABLE, name="hidden-gem-7q"))
     model = version.model
+    Model.objects.filter(pk=model.pk).update(readme="# Private notes")  # for /readme
     # A public collection that lists the private model must not show it to others.
     Collection.objects.create(slug="picks", name="Picks").members.add(model)
     # A deployment of it, under the model's name (so {owner}/{name} reaches both).
@@ -81,13 +86,21 @@ def world(user: Any, outsider: Any, client: Client) -> World:
     )
     prediction = prediction_create(
         version=version,
-        input={"text": "private words"},
+        input={"name": "private words"},
         account=user.account,
         created_by=user,
         webhook="http://127.0.0.1:9/hook",
     )
     delivery = webhooks.notify(prediction.id, webhooks.START)
     assert delivery is not None
+    # A training of it, into another private model of hers.
+    training = prediction_create(
+        version=version,
+        input={"phrase": "private words"},
+        account=user.account,
+        created_by=user,
+        destination="alice/tuned-gem-5w",
+    )
     owner_api = APIClient()
     owner_api.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(user)}")
     upload = owner_api.post(
@@ -106,6 +119,7 @@ def world(user: Any, outsider: Any, client: Client) -> World:
         "name": model.name,
         "version_id": version.id,
         "prediction_id": prediction.id,
+        "training_id": training.id,
         "message_id": delivery.message_id,
         "file_id": upload["id"],
         "slug": "picks",
@@ -118,6 +132,8 @@ def world(user: Any, outsider: Any, client: Client) -> World:
         model.name,
         version.id,
         prediction.id,
+        training.id,
+        "tuned-gem-5w",
         delivery.message_id,
         upload["id"],
         user.account.webhook_secret,
@@ -173,6 +189,7 @@ OWN_SCOPE = {
     "/v1/hardware",
     "/v1/models",
     "/v1/predictions",
+    "/v1/trainings",
     "/v1/search",
     "/v1/webhooks/default/secret",
     "/v1/collections/{slug}",
@@ -189,6 +206,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/models/{owner}/{name}/predictions", "post"): {"input": {"text": "x"}},
     ("/v1/models/{owner}/{name}", "patch"): {"description": "defaced", "visibility": "public"},
     ("/v1/predictions", "post"): {"input": {"text": "x"}},
+    ("/v1/models/{owner}/{name}/versions/{version_id}/trainings", "post"): {
+        "destination": "mallory/squat",
+        "input": {"phrase": "x"},
+    },
     ("/v1/models", "post"): {"owner": "alice", "name": "squat", "visibility": "public"},
 }
 

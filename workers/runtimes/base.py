@@ -73,6 +73,14 @@ class InstanceSpec:
     cpu_count: int | None = None
     memory_gb: int | None = None
     schema: dict[str, Any] | None = None
+    # "train": Cog's train mode (``--x-mode train``, the trainer of ``train:`` in cog.yaml).
+    mode: str = "predict"
+    # A trained version's weights on the agent's disk (``workers.weights``): ``COG_WEIGHTS``.
+    weights_path: str = ""
+
+    @property
+    def training(self) -> bool:
+        return self.mode == "train"
 
 
 class RunningInstance(ABC):

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import threading
 import time
+from pathlib import PurePosixPath
 from typing import Any
 
 import docker
@@ -47,6 +48,8 @@ LABEL_INSTANCE = "marketplace.instance"
 LABEL_VERSION = "marketplace.version"
 LABEL_GPUS = "marketplace.gpus"
 COG_PORT = 5000
+# Where a trained version's weights appear inside its container.
+WEIGHTS_DIR = "/var/run/marketplace-weights"
 # The state of a container is read at most this often (the supervisor polls exit_code()).
 STATE_CACHE_SECONDS = 0.25
 
@@ -77,6 +80,9 @@ def container_options(
     """Keyword arguments for ``containers.run``: what the platform decided, in Docker's terms."""
     env = dict(spec.env)
     command = ["python", "-m", "cog.server.http"]
+    # Same image, other mode: `cog build` baked COG_TRAIN_TYPE_STUB into a trainable image.
+    if spec.training:
+        command += ["--x-mode", "train"]
     options: dict[str, Any] = {
         "name": container_name(spec),
         "detach": True,
@@ -103,6 +109,11 @@ def container_options(
         options["ports"] = {f"{COG_PORT}/tcp": (publish_host, None)}
     if spec.upload_url:
         command += ["--upload-url", spec.upload_url]
+    if spec.weights_path:
+        # The agent's copy of a trained version's weights, read-only (``workers.weights``).
+        weights = PurePosixPath(spec.weights_path)
+        options["volumes"] = {str(weights.parent): {"bind": WEIGHTS_DIR, "mode": "ro"}}
+        env["COG_WEIGHTS"] = f"{WEIGHTS_DIR}/{weights.name}"
     options["command"] = command
     options["environment"] = env
     if spec.gpu_device_ids:

@@ -21,7 +21,12 @@ from pathlib import Path
 
 from django.conf import settings
 
-from marketplace.catalog.cogschema import CogProjectError, predictor_ref, read_cog_config
+from marketplace.catalog.cogschema import (
+    CogProjectError,
+    predictor_ref,
+    read_cog_config,
+    trainer_ref,
+)
 from workers.runtimes.base import (
     HOST_MARKER,
     INSTANCE_MARKER,
@@ -77,6 +82,21 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
+def _stale(schema_file: Path, spec: InstanceSpec) -> bool:
+    """Whether to (re)write the directory's schema from the version's: coglet validates inputs
+    only with that file, and a train-mode server needs its ``TrainingInput`` (a file written
+    before the model had a trainer lacks it)."""
+    if not schema_file.exists():
+        return True
+    if not spec.training:
+        return False
+    try:
+        document = json.loads(schema_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    return "TrainingInput" not in ((document.get("components") or {}).get("schemas") or {})
+
+
 class LocalRuntime(Runtime):
     name = "local"
 
@@ -92,11 +112,19 @@ class LocalRuntime(Runtime):
                 models_fault=True,
             )
         try:
-            module_file, name = predictor_ref(read_cog_config(source))
+            config = read_cog_config(source)
+            module_file, name = predictor_ref(config)
+            trainer = trainer_ref(config)
         except CogProjectError as exc:
             raise RuntimeFailure(str(exc), permanent=True, models_fault=True) from exc
+        if spec.training and trainer is None:
+            raise RuntimeFailure(
+                "This model has no trainer (no train: in its cog.yaml)",
+                permanent=True,
+                models_fault=True,
+            )
         schema_file = source / ".cog" / "openapi_schema.json"
-        if spec.schema is not None and not schema_file.exists():
+        if spec.schema is not None and _stale(schema_file, spec):
             # coglet validates inputs only with this file; the version's schema is the truth.
             schema_file.parent.mkdir(exist_ok=True)
             schema_file.write_text(json.dumps(spec.schema, indent=2))
@@ -115,8 +143,14 @@ class LocalRuntime(Runtime):
                 HOST_MARKER: spec.host_name,
             }
         )
+        if trainer is not None:
+            env["COG_TRAIN_TYPE_STUB"] = ":".join(trainer)
+        if spec.weights_path:
+            env["COG_WEIGHTS"] = spec.weights_path
         env.update(spec.env)
         cmd = [*_pdeathsig_prefix(), sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1"]
+        if spec.training:
+            cmd += ["--x-mode", "train"]
         if spec.upload_url:
             cmd += ["--upload-url", spec.upload_url]
         self.log_dir.mkdir(parents=True, exist_ok=True)

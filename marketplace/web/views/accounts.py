@@ -99,12 +99,15 @@ def history(request: HttpRequest) -> HttpResponse:
     user = signed_in(request.user)
     predictions = (
         Prediction.objects.filter(account__in=member_accounts(user))
-        .select_related("model__owner", "account", "created_by")
+        .select_related("model__owner", "account", "created_by", "destination__owner")
         .defer("input", "output", "logs")
         .order_by("-created_at")
     )
     status = request.GET.get("status", "")
     source = request.GET.get("source", "")
+    kind = request.GET.get("kind", "")
+    if kind in Prediction.Kind.values:
+        predictions = predictions.filter(kind=kind)
     model = request.GET.get("model", "").strip()
     if status in Prediction.Status.values:
         predictions = predictions.filter(status=status)
@@ -121,7 +124,8 @@ def history(request: HttpRequest) -> HttpResponse:
         "web/history.html",
         {
             "page": page,
-            "filters": {"status": status, "source": source, "model": model},
+            "filters": {"status": status, "source": source, "model": model, "kind": kind},
+            "kinds": Prediction.Kind.values,
             "statuses": Prediction.Status.values,
             "sources": Prediction.Source.values,
             "querystring": params.urlencode(),

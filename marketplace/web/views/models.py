@@ -24,7 +24,6 @@ from marketplace.deployments.transparency import timing_summary
 from marketplace.files.access import Grants, prime
 from marketplace.predictions.models import Prediction
 from marketplace.predictions.services import (
-    PENDING_UPLOAD,
     InputValidationError,
     PaymentRequired,
     QueueUnavailable,
@@ -39,6 +38,7 @@ from marketplace.web.access import (
     model_for,
     owned_model_for,
     prediction_for,
+    trainable,
     versions_of,
 )
 from marketplace.web.forms import VersionPriceForm
@@ -70,6 +70,7 @@ def _page(request: HttpRequest, model: Model, tab: str, **context: Any) -> HttpR
         readme=markdown_html(model.readme) if tab == "playground" else "",
     )
     version = context.get("version")
+    context.setdefault("trainable", trainable(model, version))
     if isinstance(version, Version) and version.markup_per_second:
         version.model = model  # the summary reads its hardware: no extra query
         context["price_line"] = pricing.price_summary(version)
@@ -91,6 +92,8 @@ def _playground(
     bound = playground.bind(fields, values, errors)
     if version is not None:
         context["cost"] = cost_line(model, version)
+        if version.trained_from_id or version.training_id:
+            context["trained"] = trained_from(version, request.user)
     return _page(
         request,
         model,
@@ -143,37 +146,19 @@ def run(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     if version is None:
         raise Http404("This model has no version to run yet")
     fields = formspec.input_fields(version.schema)
-    submission = formspec.parse_submission(fields, dict(request.POST.lists()))
-    errors = dict(submission.errors)
-    payload: dict[str, Any] = dict(submission)
-    files: dict[str, list[Any]] = {}
-    for f in fields:
-        if f.widget not in (formspec.FILE, formspec.FILES):
-            continue
-        sent = request.FILES.getlist(f.name)
-        urls = [
-            u.strip() for u in request.POST.getlist(f.name + playground.URL_SUFFIX) if u.strip()
-        ]
-        for upload in sent:
-            if message := playground.upload_error(upload):
-                errors[f.name] = message
-        if sent:
-            files[f.name] = list(sent)
-            pending = [PENDING_UPLOAD] * len(sent)
-            payload[f.name] = pending[0] if f.widget == formspec.FILE else pending + urls
-        elif urls:
-            payload[f.name] = urls[0] if f.widget == formspec.FILE else urls
+    form = playground.posted(fields, request)
+    errors = form.errors
     payment_required = False
     status = 422
     if not errors:
         try:
             prediction = prediction_create(
                 version=version,
-                input=payload,
+                input=form.payload,
                 account=account,
                 created_by=user,
                 source=Prediction.Source.WEB,
-                uploads_by_field=files,
+                uploads_by_field=form.files,
             )
         except InputValidationError as exc:
             errors = playground.field_errors(exc.errors)
@@ -241,7 +226,9 @@ def model_versions(request: HttpRequest, owner: str, name: str) -> HttpResponse:
 def _versions_page(
     request: HttpRequest, model: Model, failed: VersionPriceForm | None = None, status: int = 200
 ) -> HttpResponse:
-    versions = list(versions_of(model)[:50])
+    versions = list(
+        versions_of(model).select_related("trained_from__model__owner", "training__account")[:50]
+    )
     is_owner = model.is_owned_by(request.user)
     rows = []
     for newer, older in zip(versions, [*versions[1:], None], strict=True):
@@ -250,6 +237,7 @@ def _versions_page(
             "version": newer,
             "changes": _schema_changes(older, newer),
             "price": pricing.price_summary(newer),
+            "trained": trained_from(newer, request.user),
         }
         if is_owner:
             # The form that failed keeps what was typed and its errors; the others show prices.
@@ -288,6 +276,58 @@ def version_price(request: HttpRequest, owner: str, name: str, version_id: str) 
         )
     url = reverse("model-versions", kwargs={"owner": model.owner.username, "name": model.name})
     return redirect(f"{url}#v-{version.pk[:12]}")
+
+
+def trained_from(version: Version, viewer: Any) -> dict[str, Any] | None:
+    """What a trained version was trained from and with which inputs, as its model's pages show
+    it to whoever sees the model: the base version (linked when the viewer sees its model), the
+    training (linked for its account's members), and the inputs - secrets redacted, files by
+    their names only (they are the training account's, not the model's viewers')."""
+    base = version.trained_from
+    training = version.training
+    if base is None and training is None:
+        return None
+    out: dict[str, Any] = {"base": None, "training": None, "inputs": []}
+    if base is not None:
+        base_model = base.model
+        out["base"] = {
+            "name": f"{base_model.full_name}:{base.pk[:12]}",
+            "url": reverse("model", args=[base_model.owner.username, base_model.name])
+            + f"?version={base.pk}"
+            if base_model.is_visible_to(viewer)
+            else "",
+        }
+    if training is not None:
+        out["training"] = {
+            "id": training.pk,
+            "url": reverse("prediction", args=[training.pk])
+            if training.account.is_member(viewer)
+            else "",
+        }
+        given = training.input if isinstance(training.input, dict) else {}
+        schema = base.train_schema if base is not None else version.train_schema
+        for f in formspec.input_fields(schema):
+            if f.name not in given:
+                continue
+            value = given[f.name]
+            if f.secret:
+                text = "redacted"
+            elif f.widget in (formspec.FILE, formspec.FILES):
+                items = value if isinstance(value, list) else [value]
+                text = ", ".join(_file_name(item) for item in items)
+            else:
+                text = formspec.value_text(f, value)
+            out["inputs"].append((f.label, text))
+    return out
+
+
+def _file_name(value: Any) -> str:
+    """A file input as the public may see it: the last part of its path, not its URL."""
+    if not isinstance(value, str):
+        return "a file"
+    if value.startswith("data:"):
+        return "an inline file"
+    return value.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1][:120] or "a file"
 
 
 def _schema_changes(older: Version | None, newer: Version) -> list[str]:

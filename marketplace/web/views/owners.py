@@ -15,7 +15,7 @@ from marketplace.catalog.models import Hardware
 from marketplace.catalog.services import record_model_change
 from marketplace.catalog.tags import set_tags
 from marketplace.registry.models import ImagePush
-from marketplace.web.access import accounts_of, owned_model_for
+from marketplace.web.access import accounts_of, owned_model_for, trainable
 from marketplace.web.forms import ModelCreateForm, ModelEditForm
 from marketplace.web.rendering import describe
 
@@ -77,6 +77,7 @@ def model_edit(request: HttpRequest, owner: str, name: str) -> HttpResponse:
             "model": model,
             "tab": "edit",
             "is_owner": True,
+            "trainable": trainable(model),
             "transfer_to": [a for a in accounts_of(request.user) if a.pk != model.owner_id],
         },
     )
@@ -94,6 +95,7 @@ def model_push(request: HttpRequest, owner: str, name: str) -> HttpResponse:
             "model": model,
             "tab": "push",
             "is_owner": True,
+            "trainable": trainable(model),
             "host": host,
             "image": image,
             "username": request.user.get_username(),

@@ -24,6 +24,7 @@ from django.views.decorators.http import require_POST
 
 from marketplace.accounts.models import AnyUser
 from marketplace.catalog import formspec
+from marketplace.catalog.models import Version
 from marketplace.deployments.transparency import describe, queue_info, with_queue
 from marketplace.files.access import has_refs, sign_output
 from marketplace.predictions import events
@@ -52,14 +53,45 @@ def state(prediction: Prediction, viewer: AnyUser) -> dict[str, Any]:
     if not prediction.account.is_member(viewer):
         for key in PRIVATE_KEYS:
             data.pop(key, None)
+    if prediction.is_training:
+        data["trained_version"] = trained_version_link(prediction, viewer)
     return with_queue(data, prediction)
+
+
+def trained_version_link(training: Prediction, viewer: AnyUser) -> dict[str, str] | None:
+    """The version a succeeded training made, as the training page links it: its name, and its
+    page when the viewer may see its model."""
+    version = (
+        Version.objects.filter(training=training)
+        .select_related("model__owner")
+        .only("id", "model__name", "model__visibility", "model__owner__username")
+        .first()
+    )
+    if version is None:
+        return None
+    model = version.model
+    link = {
+        "name": f"{model.full_name}:{version.pk}",
+        "short": f"{model.full_name}:{version.pk[:12]}",
+    }
+    if model.is_visible_to(viewer):
+        link["url"] = reverse("model", args=[model.owner.username, model.name]) + (
+            f"?version={version.pk}"
+        )
+        link["versions_url"] = (
+            reverse("model-versions", args=[model.owner.username, model.name])
+            + f"#v-{version.pk[:12]}"
+        )
+    return link
 
 
 def prediction_page(request: HttpRequest, prediction_id: str) -> HttpResponse:
     prediction = prediction_for(request.user, prediction_id)
     version = prediction.version
-    spec = formspec.output_spec(version.schema)
-    fields = formspec.input_fields(version.schema)
+    # A training's input and output are its trainer's: TrainingInput/TrainingOutput.
+    schema = version.train_schema if prediction.is_training else version.schema
+    spec = formspec.output_spec(schema)
+    fields = formspec.input_fields(schema)
     model = prediction.model
     is_mine = prediction.account.is_member(request.user)
     # The input and output as the API shows them: the prediction's own files signed, nothing else.
@@ -81,10 +113,14 @@ def prediction_page(request: HttpRequest, prediction_id: str) -> HttpResponse:
         if is_mine
         else [],
         "can_write": prediction.account.can_write(request.user),
-        "can_feature": model.is_owned_by(request.user)
+        "can_feature": not prediction.is_training
+        and model.is_owned_by(request.user)
         and prediction.account.can_write(request.user)
         and prediction.status == Prediction.Status.SUCCEEDED,
         "hardware": prediction.hardware,
+        "is_training": prediction.is_training,
+        "destination": prediction.destination if prediction.is_training else None,
+        "trained_version": page_state.get("trained_version"),
     }
     return render(request, "web/prediction.html", context)
 

@@ -247,6 +247,7 @@ def test_output_printed_while_importing_does_not_corrupt_the_document(tmp_path):
         ('predict: "predict.py"\n', "not of the form"),
         ('predict: "predict:Predictor"\n', "not of the form"),
         ('predict: "../elsewhere.py:Predictor"\n', "inside the model directory"),
+        ('predict: "predict.py:Predictor"\ntrain: "train"\n', "`train: 'train'` is not of"),
     ],
 )
 def test_invalid_cog_yaml_raises_cog_project_error_naming_the_problem(tmp_path, cog_yaml, message):
@@ -255,6 +256,19 @@ def test_invalid_cog_yaml_raises_cog_project_error_naming_the_problem(tmp_path, 
 
     with pytest.raises(CogProjectError, match=message):
         read_cog_config(tmp_path)
+
+
+def test_a_trainer_adds_its_training_schemas_and_paths_to_the_same_document():
+    document = generate_schema(FIXTURES / "trainable")
+    schemas = document["components"]["schemas"]
+    assert list(schemas["Input"]["properties"]) == ["name"]
+    training = schemas["TrainingInput"]
+    assert list(training["properties"]) == ["phrase", "seconds"]
+    assert training["required"] == ["phrase"] and training["title"] == "TrainingInput"
+    assert schemas["TrainingOutput"]["properties"]["weights"]["format"] == "uri"
+    assert {"/trainings", "/trainings/{training_id}/cancel"} <= set(document["paths"])
+    committed = json.loads((FIXTURES / "trainable" / SCHEMA_RELPATH).read_text())
+    assert committed == document
 
 
 def test_predictor_ref_splits_module_file_and_name():
@@ -326,12 +340,13 @@ def cog_server(tmp_path: Path) -> Iterator:
     runtime = LocalRuntime(log_dir=tmp_path)
     with contextlib.ExitStack() as stack:
 
-        def start(model_dir: Path) -> str:
+        def start(model_dir: Path, mode: str = "predict") -> str:
             spec = InstanceSpec(
                 instance_id=1,
                 host_name="cogschema-test",
                 version_id="0" * 64,
                 source_path=str(model_dir),
+                mode=mode,
             )
             running = stack.enter_context(runtime.instance(spec))
             runtime.wait_ready(running, timeout=60)
@@ -376,3 +391,13 @@ def test_coglet_streams_server_sent_events_when_the_schema_says_so(cog_server):
     assert status == 200
     assert body.count("event: output") == 3
     assert "event: completed" in body
+
+
+@pytest.mark.slow
+def test_coglet_in_train_mode_validates_against_training_input(cog_server):
+    base = cog_server(FIXTURES / "trainable", mode="train")
+    status, body = _request(f"{base}/trainings", {"id": "t1", "input": {"name": "x"}})
+    assert status == 422 and "phrase" in body
+    status, body = _request(f"{base}/trainings", {"id": "t2", "input": {"phrase": "yo"}})
+    assert status == 200, body
+    assert json.loads(body)["output"]["weights"].startswith("data:")

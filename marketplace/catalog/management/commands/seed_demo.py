@@ -20,6 +20,7 @@ DEMO_MODELS = [
     ("input-types", "input-types"),
     ("slow-progress", "slow-progress"),
     ("hello-concurrent", "hello-concurrent"),
+    ("text-train", "text-train"),
 ]
 
 
