@@ -19,12 +19,36 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
 from django.core.handlers.exception import response_for_exception
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.module_loading import import_string
 
 UNSUPPORTED_HOOKS = ("process_exception", "process_template_response")
+BLOCK = "marketplace.middleware.SyncMiddlewareBlock"
+# What Django's own checks (admin.E408-E410, security.W002/W003, silenced in settings) look for
+# in MIDDLEWARE: with the block they must be in SYNC_MIDDLEWARE instead.
+REQUIRED = (
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+)
+
+
+@checks.register(checks.Tags.security)
+def check_sync_middleware(**kwargs: Any) -> list[checks.CheckMessage]:
+    """The checks settings silence, made again for the block (registered by ``ApiConfig``)."""
+    if BLOCK not in settings.MIDDLEWARE:
+        return []
+    listed = set(getattr(settings, "SYNC_MIDDLEWARE", []))
+    return [
+        checks.Error(f"{path} must be in SYNC_MIDDLEWARE", id="marketplace.E001")
+        for path in REQUIRED
+        if path not in listed
+    ]
 
 
 class SyncMiddlewareBlock:

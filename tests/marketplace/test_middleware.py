@@ -100,3 +100,16 @@ def test_view_hooks_still_run(block: None, is_async: bool) -> None:
     assert response.status_code == 403  # CsrfViewMiddleware.process_view refused it
     assert CALLS[:2] == ["outer request", "inner request"]
     assert CALLS[-1] == "outer response"
+
+
+def test_the_checks_django_no_longer_makes_are_made_for_the_block(settings: Any) -> None:
+    from django.core.checks import run_checks
+
+    assert not [m for m in run_checks() if m.id == "marketplace.E001"]
+    settings.SYNC_MIDDLEWARE = [
+        p for p in settings.SYNC_MIDDLEWARE if p != "django.middleware.csrf.CsrfViewMiddleware"
+    ]
+    errors = [m for m in run_checks() if m.id == "marketplace.E001"]
+    assert [e.msg for e in errors] == [
+        "django.middleware.csrf.CsrfViewMiddleware must be in SYNC_MIDDLEWARE"
+    ]
