@@ -2,7 +2,7 @@
 
 Django's own middlewares (sessions, CSRF, auth, messages, …) and django-csp's are
 ``MiddlewareMixin`` classes. Under ASGI each of their ``process_request``/``process_response``
-hooks runs through its own ``sync_to_async`` hop into the request's thread and back: twelve
+hooks runs through its own ``sync_to_async`` hop into the request's thread and back: thirteen
 hops per request for the ones listed in ``settings.SYNC_MIDDLEWARE``, each a thread wake-up
 and a trip through the event loop (docs/architecture.md, "Web processes", has the figures).
 :class:`SyncMiddlewareBlock` holds them in order and runs all their request hooks in one hop
