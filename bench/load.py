@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Load: predictions per second end to end, and catalog page latency under concurrency.
 
-Starts its own stack (uvicorn web, and for ``predict`` a ``manage.py agent``) on the settings in
-the environment, like bench/overhead.py (``DEBUG`` off, rate limits lifted for the caller).
+Starts its own stack (``manage.py serve``, and for ``predict`` a ``manage.py agent``) on the
+settings in the environment, like bench/overhead.py (``DEBUG`` off, rate limits lifted for the
+caller).
 
   predict   ``-n`` predictions of ``examples/hello-concurrent`` (8 slots per instance) created by
             ``-c`` concurrent asyncio clients without waiting; each client also GETs a recent
@@ -44,7 +45,7 @@ from workers.runtimes.base import free_port  # noqa: E402  (after sys.path is se
 
 
 class Stack:
-    """uvicorn (``--web-workers`` processes) and optionally an agent, as subprocesses."""
+    """``manage.py serve`` (``--web-workers`` processes) and optionally an agent."""
 
     def __init__(self, web_workers: int, agent: bool) -> None:
         from django.conf import settings
@@ -54,10 +55,10 @@ class Stack:
         env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "PUBLIC_URL": self.base}
         Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
         log = open(Path(settings.VAR_DIR) / "load.log", "ab")  # noqa: SIM115
-        uvicorn = [sys.executable, "-m", "uvicorn", "marketplace.asgi:application"]
-        uvicorn += ["--port", str(self.port), "--workers", str(web_workers), "--no-access-log"]
-        uvicorn += ["--lifespan", "off", "--log-level", "warning"]
-        self.processes = [subprocess.Popen(uvicorn, cwd=ROOT, env=env, stdout=log, stderr=log)]
+        # The production web command (WEB_SERVER picks granian or uvicorn).
+        serve = [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{self.port}"]
+        serve += ["--workers", str(web_workers), "--log-level", "warning"]
+        self.processes = [subprocess.Popen(serve, cwd=ROOT, env=env, stdout=log, stderr=log)]
         if agent:
             argv = [sys.executable, "manage.py", "agent", "--host-name", "bench-load"]
             self.processes.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=log))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Platform overhead over a direct Cog call, for a warm trivial model.
 
-Starts its own stack (uvicorn web + `manage.py agent`) on the settings in the environment
+Starts its own stack (`manage.py serve` web + `manage.py agent`) on the settings in the environment
 (DATABASE_URL / REDIS_URL if set, otherwise SQLite and the embedded Redis under var/bench/),
 publishes examples/hello, warms one instance, then times N sequential predictions two ways:
 
@@ -65,25 +65,10 @@ def main() -> None:
     env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "PUBLIC_URL": f"http://127.0.0.1:{port}"}
     Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
     log = open(Path(settings.VAR_DIR) / "bench.log", "ab")  # noqa: SIM115
-    web = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "marketplace.asgi:application",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--lifespan",
-            "off",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
+    # The production web command (WEB_SERVER picks granian or uvicorn; one worker).
+    serve = [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"]
+    serve += ["--workers", "1", "--log-level", "warning"]
+    web = subprocess.Popen(serve, cwd=ROOT, env=env, stdout=log, stderr=log)
     agent = subprocess.Popen(
         [sys.executable, "manage.py", "agent", "--host-name", "bench"],
         cwd=ROOT,

@@ -1,4 +1,5 @@
-"""Per-process caches for the create path: API tokens and the versions public models run.
+"""Per-process caches for the create path: API tokens, the versions public models run, and the
+version answer the official client reads before a run.
 
 A prediction create used to look up its token and its version in the database on every request.
 Both change rarely, so each web process keeps what it looked up for at most
@@ -57,6 +58,7 @@ class TTLCache(Generic[K, V]):
 
 _tokens: TTLCache[str, Any] = TTLCache()
 _versions: TTLCache[tuple[str, ...], Any] = TTLCache()
+_bodies: TTLCache[tuple[str, ...], Any] = TTLCache(max_entries=1_000)  # schemas are large
 
 
 def authenticate(raw_key: str) -> Any:
@@ -89,9 +91,19 @@ def public_version(*key: str, load: Callable[[], Any]) -> Any:
     return None if version is _MISSING else copy.copy(version)
 
 
+def public_body(*key: str, load: Callable[[], bytes | None]) -> bytes | None:
+    """A rendered API answer that is the same for every caller (``load`` returns None unless
+    the model it shows is public); None when it is not, and the caller answers from the database
+    with the caller's roles. The official client reads a version before every
+    ``run("owner/name:id")``: this answer is what it reads."""
+    body = _bodies.get(tuple(key), lambda: _MISSING if (loaded := load()) is None else loaded)
+    return None if body is _MISSING else body  # type: ignore[return-value]
+
+
 def clear(**kwargs: Any) -> None:
     _tokens.clear()
     _versions.clear()
+    _bodies.clear()
 
 
 def connect_signals() -> None:

@@ -7,7 +7,10 @@ class ApiConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the OpenAPI description of our token authentication.
-        from marketplace import hotcache
+        from marketplace import (
+            hotcache,
+            middleware,  # noqa: F401  (registers its system check)
+        )
         from marketplace.api import openapi  # noqa: F401
 
         hotcache.connect_signals()

@@ -7,15 +7,16 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace import audit, jsonsafe
+from marketplace import audit, hotcache, jsonsafe
 from marketplace.accounts.models import Account, User
 from marketplace.api import openapi as o
 from marketplace.api.authentication import acting_account
@@ -313,7 +314,17 @@ class VersionDetailApi(APIView):
         return version
 
     @extend_schema(operation_id="models.versions.get", responses=o.VersionOut)
-    def get(self, request: Request, owner: str, name: str, version_id: str) -> Response:
+    def get(self, request: Request, owner: str, name: str, version_id: str) -> HttpResponseBase:
+        def public() -> bytes | None:
+            model = Model.objects.filter(visibility=Model.Visibility.PUBLIC).named(owner, name)
+            version = model.versions.filter(pk=version_id).first() if model else None
+            return JSONRenderer().render(version_to_api(version)) if version else None
+
+        # A public model's version reads the same for everyone: rendered once per process and
+        # HOT_CACHE_SECONDS (the official client GETs it before every run of `owner/name:id`).
+        body = hotcache.public_body("version", owner.lower(), name, version_id, load=public)
+        if body is not None:
+            return HttpResponse(body, content_type="application/json")
         model = _model_for(request, owner, name)
         return Response(version_to_api(self._version(model, version_id)))
 

@@ -1,6 +1,7 @@
 """The create path's per-process caches (``marketplace.hotcache``) across two web processes: a
-revoked token, a hidden version and a changed price take effect on both within a second
-(``HOT_CACHE_SECONDS``), even though the change happens in another process."""
+revoked token, a hidden version, a changed price and a model made private (whose version the
+official client reads before a run) take effect on both within a second (``HOT_CACHE_SECONDS``),
+even though the change happens in another process."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from marketplace.accounts.models import ApiToken
 from marketplace.billing.models import Reservation
-from marketplace.catalog.models import Hardware, Version
+from marketplace.catalog.models import Hardware, Model, Version
 from tests.factories import publish, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,9 +32,12 @@ def create(web: Any, token: str, ref: str) -> httpx.Response:
     )
 
 
-def test_changes_reach_every_web_process_within_a_second(start_web: Any, user: Any) -> None:
+def test_changes_reach_every_web_process_within_a_second(
+    start_web: Any, user: Any, outsider: Any
+) -> None:
     version = publish(user, "hello")
     token = token_for(user)
+    stranger = token_for(outsider)
     webs = [start_web(), start_web()]
     ref = version.model.full_name
     # Warm both processes' caches: the token and the public version are now remembered.
@@ -55,6 +59,20 @@ def test_changes_reach_every_web_process_within_a_second(start_web: Any, user: A
     time.sleep(AFTER)
     for web in webs:
         assert create(web, token, ref).status_code == 422
+
+    # A model made private: its version (the answer the official client reads before running
+    # `owner/name:id`, cached as rendered) is 404 to others on both, and still the owner's.
+    path = f"/v1/models/{ref}/versions/{version.pk}"
+    for web in webs:
+        for caller in (token, stranger):
+            response = httpx.get(web.url + path, headers={"Authorization": f"Bearer {caller}"})
+            assert response.status_code == 200 and response.json()["id"] == version.pk
+    Model.objects.filter(pk=version.model_id).update(visibility=Model.Visibility.PRIVATE)
+    time.sleep(AFTER)
+    for web in webs:
+        for caller, status in ((stranger, 404), (token, 200)):
+            response = httpx.get(web.url + path, headers={"Authorization": f"Bearer {caller}"})
+            assert response.status_code == status, response.text
 
     # A revoked token: 401 everywhere.
     Version.objects.filter(pk=version.pk).set_hidden(False)

@@ -17,7 +17,7 @@ DEV_MIN_RESIDENCY = 5
 
 
 class Command(BaseCommand):
-    help = "Run web (uvicorn), the host agent and an RQ worker until interrupted (development)."
+    help = "Run web (manage.py serve), the host agent and an RQ worker until interrupted (dev)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--bind", default="127.0.0.1:8000", help="host:port for the web server")
@@ -25,7 +25,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, bind: str, web_workers: int, **options: Any) -> None:
         started_redis = ensure_embedded_redis()
-        host, _, port = bind.rpartition(":")
         env = {**os.environ, "REDIS_URL": settings.REDIS_URL}
         # The demo models set up in about a second, so a swapped-out one costs little: a short
         # minimum residency lets a newcomer try all six on the agent's four slots without
@@ -33,21 +32,8 @@ class Command(BaseCommand):
         env.setdefault("INSTANCE_MIN_RESIDENCY", str(DEV_MIN_RESIDENCY))
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         commands = {
-            "web": [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "marketplace.asgi:application",
-                "--host",
-                host or "127.0.0.1",
-                "--port",
-                port,
-                "--workers",
-                str(web_workers),
-                "--no-access-log",
-                "--lifespan",
-                "off",
-            ],
+            # The production web command; the address as given (IPv6 in brackets included).
+            "web": [*manage, "serve", "--bind", bind, "--workers", str(web_workers)],
             "agent": [*manage, "agent"],
             "worker": [*manage, "rqworker", "--with-scheduler", "default", "webhooks", "billing"],
         }
