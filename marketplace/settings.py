@@ -452,7 +452,11 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "marketplace.api.schema.document_errors",
     ],
-    "ENUM_NAME_OVERRIDES": {"WebhookEvent": "marketplace.predictions.serializers.WEBHOOK_EVENTS"},
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookEvent": "marketplace.predictions.serializers.WEBHOOK_EVENTS",
+        # Predictions and trainings share their statuses: one enum, named for what it is.
+        "PredictionStatus": ["starting", "processing", "succeeded", "failed", "canceled"],
+    },
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

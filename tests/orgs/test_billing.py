@@ -4,6 +4,7 @@ runs a real Cog server behind a real web server."""
 
 from __future__ import annotations
 
+from csv import DictReader
 from decimal import Decimal
 from typing import Any
 
@@ -72,6 +73,6 @@ def test_a_members_prediction_through_an_org_token_is_billed_to_the_org(
     row = page.split(f"<code>{prediction.pk}</code>")[1].split("</tr>")[0]
     assert "<td>mia</td>" in row
     csv = b"".join(world.site("owner").get("/billing/usage.csv?account=acme").streaming_content)
-    lines = csv.decode().splitlines()
-    assert lines[0].endswith(",user") and all(line.endswith(",mia") for line in lines[1:])
-    assert any(prediction.pk in line for line in lines)
+    rows = list(DictReader(csv.decode().splitlines()))
+    assert rows and all(row["user"] == "mia" for row in rows)
+    assert prediction.pk in [row["prediction"] for row in rows]

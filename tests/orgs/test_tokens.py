@@ -32,7 +32,10 @@ def test_a_read_token_reads_but_every_unsafe_method_is_refused_naming_its_permis
         assert response.status_code == 403
         assert response["Content-Type"] == "application/problem+json"
         assert "permission is read" in response.json()["detail"]
-    assert Prediction.objects.count() == 1
+    assert set(Prediction.objects.values_list("pk", flat=True)) == {
+        world.prediction.pk,
+        world.training.pk,
+    }  # nothing created
     world.prediction.refresh_from_db()
     assert world.prediction.status == Prediction.Status.STARTING
 

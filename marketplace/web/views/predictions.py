@@ -159,7 +159,8 @@ async def prediction_events(request: HttpRequest, prediction_id: str) -> Streami
                 if event.type == events.OUTPUT and has_refs(data):
                     data = await sync_to_async(sign_output)(prediction, data)
                 elif event.type == events.DONE:
-                    data = {k: v for k, v in data.items() if k != "prediction"}  # for Prefer: wait
+                    # What the done event carries for Prefer: wait is not the page's business.
+                    data = {"status": data.get("status"), "error": data.get("error")}
                 yield _sse(event.id, event.type, data)
                 if event.type == events.DONE:
                     return
