@@ -264,6 +264,9 @@ def start_web(
             "--no-access-log",
             "--lifespan",
             "off",
+            # An event stream whose client left holds a graceful stop until its next write.
+            "--timeout-graceful-shutdown",
+            "2",
         ]
         web = LiveWeb(f"web-{port}", argv, tmp_path, child_env(PUBLIC_URL=url, **env))
         web.url = url
