@@ -455,7 +455,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "WebhookEvent": "marketplace.predictions.serializers.WEBHOOK_EVENTS",
         # Predictions and trainings share their statuses: one enum, named for what it is.
-        "PredictionStatus": ["starting", "processing", "succeeded", "failed", "canceled"],
+        "PredictionStatus": "marketplace.api.openapi.STATUSES",
     },
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

@@ -22,27 +22,36 @@ class Urls(s.Serializer):
     stream = s.URLField(required=False, help_text="Only for models with streaming output")
 
 
-class PredictionOut(s.Serializer):
+# The statuses of predictions and trainings (named once in the schema: ENUM_NAME_OVERRIDES).
+STATUSES = ["starting", "processing", "succeeded", "failed", "canceled"]
+
+
+class _RunOut(s.Serializer):
+    """What predictions and trainings share."""
+
     id = s.CharField()
-    model = s.CharField(help_text="owner/name")
-    version = s.CharField()
     input = JSON()
-    output = JSON(allow_null=True)
     logs = s.CharField(allow_null=True)
     error = s.CharField(allow_null=True)
-    status = s.ChoiceField(["starting", "processing", "succeeded", "failed", "canceled"])
+    status = s.ChoiceField(STATUSES)
     data_removed = s.BooleanField()
     source = s.ChoiceField(["api", "web"])  # type: ignore[assignment]
     created_at = s.DateTimeField()
     started_at = s.DateTimeField(required=False)
     completed_at = s.DateTimeField(required=False)
-    deadline = s.DateTimeField(required=False)
     metrics = JSON(help_text="predict_time, total_time, queue_time, setup_time (seconds)")
     hardware = s.CharField(allow_null=True, help_text="Hardware SKU")
-    cost = s.DecimalField(max_digits=14, decimal_places=6, allow_null=True, help_text="USD")
-    urls = Urls()
     webhook = s.URLField(required=False)
     webhook_events_filter = s.ListField(child=s.CharField(), required=False)
+
+
+class PredictionOut(_RunOut):
+    model = s.CharField(help_text="owner/name")
+    version = s.CharField()
+    output = JSON(allow_null=True)
+    deadline = s.DateTimeField(required=False)
+    cost = s.DecimalField(max_digits=14, decimal_places=6, allow_null=True, help_text="USD")
+    urls = Urls()
     deployment = s.CharField(
         required=False, help_text="owner/name, when created through a deployment"
     )
@@ -65,29 +74,15 @@ class TrainingResult(s.Serializer):
     weights = s.URLField(help_text="The trained weights (a signed, expiring URL)")
 
 
-class TrainingOut(s.Serializer):
-    id = s.CharField()
+class TrainingOut(_RunOut):
     model = s.CharField(help_text="owner/name of the base model")
     version = s.CharField(help_text="The base version")
     destination = s.CharField(help_text="owner/name the trained version goes to")
-    input = JSON()
     output = TrainingResult(allow_null=True)
-    logs = s.CharField(allow_null=True)
-    error = s.CharField(allow_null=True)
-    status = s.ChoiceField(["starting", "processing", "succeeded", "failed", "canceled"])
-    data_removed = s.BooleanField()
-    source = s.ChoiceField(["api", "web"])  # type: ignore[assignment]
-    created_at = s.DateTimeField()
-    started_at = s.DateTimeField(required=False)
-    completed_at = s.DateTimeField(required=False)
-    metrics = JSON(help_text="predict_time, total_time, queue_time, setup_time (seconds)")
-    hardware = s.CharField(allow_null=True, help_text="Hardware SKU")
     cost = s.DecimalField(
         max_digits=14, decimal_places=6, allow_null=True, help_text="USD, set when it ends"
     )
     urls = TrainingUrls()
-    webhook = s.URLField(required=False)
-    webhook_events_filter = s.ListField(child=s.CharField(), required=False)
     queue = JSON(required=False, help_text="As on predictions, while active")
 
 

@@ -42,14 +42,26 @@ def _decode(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Event:
     return Event(eid, fields[b"t"].decode(), json.loads(fields[b"d"], cls=SafeJSONDecoder))
 
 
-def publish(prediction_id: str, type_: str, data: dict[str, Any], *, pipe: Any = None) -> None:
-    client = pipe if pipe is not None else get_redis()
+def _encode(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _append(client: Any, prediction_id: str, type_: str, encoded: str) -> None:
     client.xadd(
         stream_key(prediction_id),
-        {"t": type_, "d": json.dumps(data, separators=(",", ":"))},
+        {"t": type_, "d": encoded},
         maxlen=settings.PREDICTION_EVENTS_MAXLEN,
         approximate=True,
     )
+
+
+def publish(prediction_id: str, type_: str, data: dict[str, Any], *, pipe: Any = None) -> None:
+    _append(pipe if pipe is not None else get_redis(), prediction_id, type_, _encode(data))
+
+
+# The done event carries the finished prediction's API object when it encodes to at most this
+# many bytes, so a request waiting on it (``Prefer: wait``) answers without reading the row.
+DONE_BODY_MAX_BYTES = 32 * 1024
 
 
 def publish_done(
@@ -59,15 +71,17 @@ def publish_done(
     *,
     prediction: dict[str, Any] | None = None,
 ) -> None:
-    """The last event. ``prediction``: the finished prediction's API object (signed), when small
-    enough to travel; a waiting request answers with it instead of reading the row."""
+    """The last event. ``prediction``: the finished prediction's API object (signed); it travels
+    when small enough (large logs or outputs: waiters read the row)."""
     data: dict[str, Any] = {"status": status, "error": error}
+    encoded = _encode(data)
     if prediction is not None:
         # Its URLs start with this process's PUBLIC_URL: a waiter whose own differs reads the row.
-        data["prediction"] = prediction
-        data["public_url"] = settings.PUBLIC_URL
+        full = _encode({**data, "prediction": prediction, "public_url": settings.PUBLIC_URL})
+        if len(full) <= DONE_BODY_MAX_BYTES:
+            encoded = full
     pipe = get_redis().pipeline(transaction=False)
-    publish(prediction_id, DONE, data, pipe=pipe)
+    _append(pipe, prediction_id, DONE, encoded)
     pipe.expire(stream_key(prediction_id), settings.PREDICTION_EVENTS_TTL)
     pipe.execute()
 

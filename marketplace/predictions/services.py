@@ -15,7 +15,6 @@ checked, so two runners, a late Cog webhook or a cancel racing a finish can neve
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -389,18 +388,11 @@ def _training_succeeded(prediction: Prediction, output: Any, update: list[str]) 
         update.append("output")
 
 
-# The done event carries the finished prediction's API object up to this size (JSON), so a
-# request waiting on it (``Prefer: wait``) answers without reading the row again.
-DONE_BODY_MAX_BYTES = 32 * 1024
-
-
 def _announce_done(prediction: Prediction, outcome: Outcome) -> None:
     """The ``done`` event, after the commit. The database already holds the truth, so a Redis
     outage here must not turn a finished prediction into an error for whoever finished it (a
     create whose queueing failed would answer 500); waiters fall back to polling."""
-    body: dict[str, Any] | None = prediction.to_api()
-    if len(json.dumps(body, separators=(",", ":"))) > DONE_BODY_MAX_BYTES:
-        body = None  # large logs or outputs: waiters read the row
+    body = prediction.to_api()  # for a waiting request (events.publish_done decides if it goes)
     try:
         events.publish_done(prediction.id, outcome.status, outcome.error, prediction=body)
     except redis.RedisError:

@@ -11,9 +11,16 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest
 
+from marketplace.billing.services import PaymentRequired
 from marketplace.catalog import formspec
 from marketplace.catalog.formspec import Field
 from marketplace.catalog.schema import REDACTED, FieldError
+from marketplace.predictions.refusals import (
+    CreateRefused,
+    DestinationRefused,
+    InputValidationError,
+    QueueUnavailable,
+)
 from marketplace.predictions.services import PENDING_UPLOAD
 
 URL_SUFFIX = "__url"
@@ -90,6 +97,29 @@ def field_errors(errors: Sequence[FieldError]) -> dict[str, str]:
         name = error.field.removeprefix("input.").split(".", 1)[0] or "__all__"
         out.setdefault(name, error.description)
     return out
+
+
+@dataclass
+class Refusal:
+    """What a form shows when the create path refuses: messages keyed by field (``__all__`` above
+    the form), the status to answer with, and whether to point at billing."""
+
+    errors: dict[str, str]
+    status: int = 422
+    payment_required: bool = False
+
+
+def refusal(exc: CreateRefused) -> Refusal:
+    """The one mapping of create refusals to a form, for the playground and the Train tab."""
+    if isinstance(exc, InputValidationError):
+        return Refusal(field_errors(exc.errors))
+    if isinstance(exc, DestinationRefused):
+        return Refusal({"destination": exc.message})
+    if isinstance(exc, PaymentRequired):
+        return Refusal({"__all__": str(exc)}, payment_required=True)
+    if isinstance(exc, QueueUnavailable):
+        return Refusal({"__all__": str(exc)}, status=503)
+    return Refusal({"__all__": str(exc)})
 
 
 def upload_error(upload: UploadedFile) -> str:

@@ -23,12 +23,8 @@ from marketplace.catalog.models import Model, Version
 from marketplace.deployments.transparency import timing_summary
 from marketplace.files.access import Grants, prime
 from marketplace.predictions.models import Prediction
-from marketplace.predictions.services import (
-    InputValidationError,
-    PaymentRequired,
-    QueueUnavailable,
-    prediction_create,
-)
+from marketplace.predictions.refusals import CreateRefused
+from marketplace.predictions.services import prediction_create
 from marketplace.registry.models import ImagePush
 from marketplace.rollups import totals as rollups
 from marketplace.web import playground
@@ -148,8 +144,7 @@ def run(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     fields = formspec.input_fields(version.schema)
     form = playground.posted(fields, request)
     errors = form.errors
-    payment_required = False
-    status = 422
+    refused = playground.Refusal(errors)
     if not errors:
         try:
             prediction = prediction_create(
@@ -160,18 +155,19 @@ def run(request: HttpRequest, owner: str, name: str) -> HttpResponse:
                 source=Prediction.Source.WEB,
                 uploads_by_field=form.files,
             )
-        except InputValidationError as exc:
-            errors = playground.field_errors(exc.errors)
-        except PaymentRequired as exc:
-            errors = {"__all__": str(exc) or "Your account cannot pay for this prediction."}
-            payment_required = True
-        except QueueUnavailable as exc:
-            errors, status = {"__all__": str(exc)}, 503
+        except CreateRefused as exc:
+            refused = playground.refusal(exc)
         else:
             return redirect("prediction", prediction_id=prediction.pk)
     values = playground.raw_values(fields, request.POST)
     return _playground(
-        request, model, version, values, errors, status=status, payment_required=payment_required
+        request,
+        model,
+        version,
+        values,
+        refused.errors,
+        status=refused.status,
+        payment_required=refused.payment_required,
     )
 
 

@@ -15,12 +15,8 @@ from marketplace.accounts.models import AnyUser, User
 from marketplace.catalog import formspec
 from marketplace.catalog.models import Model, Version
 from marketplace.predictions.models import Prediction
-from marketplace.predictions.refusals import DestinationRefused, NotTrainable
-from marketplace.predictions.services import (
-    InputValidationError,
-    PaymentRequired,
-    prediction_create,
-)
+from marketplace.predictions.refusals import CreateRefused, NotTrainable
+from marketplace.predictions.services import prediction_create
 from marketplace.predictions.trainings import writable_models
 from marketplace.web import playground
 from marketplace.web.access import accounts_of, chosen_account, model_for, prediction_for
@@ -128,7 +124,7 @@ def _create(request: HttpRequest, model: Model) -> HttpResponse:
         if not picked["new_name"]:
             errors["destination"] = "Name the new model, or pick one of yours."
         destination = f"{picked['new_owner'] or user.username}/{picked['new_name']}"
-    payment_required = False
+    refused = playground.Refusal(errors)
     if not errors:
         try:
             training = prediction_create(
@@ -140,15 +136,10 @@ def _create(request: HttpRequest, model: Model) -> HttpResponse:
                 uploads_by_field=form.files,
                 destination=destination,
             )
-        except InputValidationError as exc:
-            errors = playground.field_errors(exc.errors)
-        except DestinationRefused as exc:
-            errors = {"destination": exc.message}
         except NotTrainable as exc:
             raise Http404(str(exc)) from exc
-        except PaymentRequired as exc:
-            errors = {"__all__": str(exc) or "Your account cannot pay for this training."}
-            payment_required = True
+        except CreateRefused as exc:
+            refused = playground.refusal(exc)
         else:
             return redirect("prediction", prediction_id=training.pk)
     values = playground.raw_values(fields, request.POST)
@@ -157,8 +148,8 @@ def _create(request: HttpRequest, model: Model) -> HttpResponse:
         model,
         version,
         values,
-        errors,
+        refused.errors,
         picked=picked,
-        status=422,
-        payment_required=payment_required,
+        status=refused.status,
+        payment_required=refused.payment_required,
     )
