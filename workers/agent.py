@@ -44,6 +44,7 @@ from marketplace.redisconn import get_redis
 from marketplace.scheduling import instances, placement, pools, starts
 from marketplace.scheduling.autoscaler import Autoscaler
 from workers.hookserver import HookServer
+from workers.protocol import InlineWatch
 from workers.runtimes.base import Runtime
 from workers.supervisor import InstanceSupervisor
 
@@ -153,6 +154,7 @@ class Agent:
         self.stopping = threading.Event()
         self.hooks = HookServer(settings.AGENT_LISTEN_HOST, settings.AGENT_LISTEN_PORT)
         self.callback_base = f"http://{settings.AGENT_CALLBACK_HOST}:{self.hooks.port}"
+        self.inline_watch = InlineWatch()
         self.supervisors: set[InstanceSupervisor] = set()
         self._lock = threading.Lock()
         self.host: Host | None = None
@@ -349,7 +351,7 @@ class Agent:
                 instances.gone(pool, 0, request_id)
                 return
             version_id = deployment.version_id  # asked for before an update: run the current one
-        version = Version.objects.select_related("model").filter(pk=version_id).first()
+        version = Version.objects.select_related("model__owner").filter(pk=version_id).first()
         if version is None or self.stopping.is_set():
             instances.gone(pool, 0, request_id)
             return

@@ -28,6 +28,7 @@ from marketplace.predictions.services import prediction_finish
 from marketplace.scheduling import instances, pools, starts
 from marketplace.scheduling.placement import Resident
 from workers.cog import CogClient
+from workers.protocol import Pace
 from workers.runtimes.base import InstanceSpec, RunningInstance, RuntimeFailure
 from workers.slot import Slot
 from workers.weights import local_copy
@@ -74,6 +75,7 @@ class InstanceSupervisor(threading.Thread):
         self.stop_cause = ""
         self.idle_timeout = agent.idle_timeout if idle_timeout is None else idle_timeout
         self.client: CogClient | None = None
+        self.pace = Pace(inline_capable=False)
         self.running: RunningInstance | None = None
         self._busy = 0
         self._last_active = time.monotonic()
@@ -257,14 +259,17 @@ class InstanceSupervisor(threading.Thread):
 
     def _serve(self, running: RunningInstance, health: dict[str, Any]) -> None:
         setup = health.get("setup") or {}
+        # Kept on the object too: the answers its predictions end with show their setup time.
+        self.instance.ready_at = timezone.now()
         Instance.objects.filter(pk=self.instance.pk).update(
             state=Instance.State.READY,
-            ready_at=timezone.now(),
+            ready_at=self.instance.ready_at,
             url=running.url,
             runtime_ref=running.ref,
             setup_logs=str(setup.get("logs") or "")[-20000:],
         )
         self.client = CogClient(running.url)
+        self.pace = Pace(inline_capable=bool((health.get("version") or {}).get("coglet")))
         setup_seconds = (timezone.now() - self.instance.created_at).total_seconds()
         instances.register(self.pool, self.instance.pk, self.request_id, setup_seconds)
         self._ready_since = self._last_active = time.monotonic()

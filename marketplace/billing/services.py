@@ -20,7 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Subquery, Sum
 from django.utils import timezone
 
@@ -227,7 +227,7 @@ def settle(prediction: Prediction) -> Decimal:
     billing = _billing(prediction.account_id, lock=False)
     if billing.credit_balance > 0:
         billing = _locked(prediction.account_id)
-    hold = Reservation.objects.filter(prediction_id=prediction.pk).first()
+    held = _release_hold(prediction.pk)
     amount = ZERO
     if prediction.started_at is not None:
         version = prediction.version
@@ -240,9 +240,9 @@ def settle(prediction: Prediction) -> Decimal:
             training=prediction.kind == prediction.Kind.TRAINING,
         )
         amount = charge.amount
-        if hold is not None:
+        if held is not None:
             # Prices may change while it runs; it never costs more than it was quoted.
-            amount = min(amount, hold.amount)
+            amount = min(amount, held)
         credit = min(amount, billing.credit_balance)
         entry = UsageEntry.objects.create(
             prediction=prediction,
@@ -271,10 +271,22 @@ def settle(prediction: Prediction) -> Decimal:
                 credit_balance=F("credit_balance") - credit
             )
         earning_record(entry, owner_part=min(charge.owner_part, amount))
-    if hold is not None:
-        Reservation.objects.filter(pk=hold.pk).delete()
     prediction.cost = amount
     return amount
+
+
+def _release_hold(prediction_id: str) -> Decimal | None:
+    """Delete the prediction's reservation and return what it held (None if it had none): one
+    ``DELETE … RETURNING`` (PostgreSQL, and SQLite since 3.35) instead of a read and a delete."""
+    table = connection.ops.quote_name(Reservation._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {table} WHERE prediction_id = %s RETURNING amount",  # noqa: S608
+            [prediction_id],
+        )
+        row = cursor.fetchone()
+    # SQLite hands a numeric column back as a float or an int.
+    return None if row is None else pricing.money(Decimal(str(row[0])))
 
 
 def credits_grant(

@@ -25,7 +25,7 @@ from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
-from marketplace import storage
+from marketplace import hotcache, storage
 from marketplace.accounts.models import Account, ApiToken, User
 from marketplace.billing import services as billing
 from marketplace.billing.services import PaymentRequired
@@ -324,22 +324,37 @@ def prediction_progress(
         webhooks.notify(prediction_id, webhooks.OUTPUT if output is not None else webhooks.LOGS)
 
 
-def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
-    """Move an active prediction to a terminal status; False if it had already ended."""
+def prediction_finish(
+    prediction_id: str, outcome: Outcome, *, running: Prediction | None = None
+) -> bool:
+    """Move an active prediction to a terminal status; False if it had already ended.
+
+    ``running``: the prediction as its runner claimed it, with its version (and model and
+    owner), hardware and instance attached — the runner's normal end. The transition is then one
+    conditional UPDATE (which takes the row's lock) instead of a locked read of the row and the
+    rows the answer needs; everything else is the same.
+    """
     if outcome.status not in Prediction.TERMINAL:
         raise ValueError(f"{outcome.status} is not a terminal status")
     now = timezone.now()
     with transaction.atomic():
-        prediction = (
-            Prediction.objects.select_for_update(of=("self",))
-            # The model's owner and the instance come along for the answer the done event carries.
-            .select_related("version", "hardware", "model__owner", "instance")
-            .defer("version__openapi_schema")  # billing needs the version's price, not its schema
-            .filter(pk=prediction_id, status__in=ACTIVE)
-            .first()
-        )
-        if prediction is None:
-            return False
+        if running is None or running.kind == Prediction.Kind.TRAINING:
+            prediction = (
+                Prediction.objects.select_for_update(of=("self",))
+                # The model's owner and the instance come along for the answer the done event
+                # carries.
+                .select_related("version", "hardware", "model__owner", "instance")
+                .defer("version__openapi_schema")  # billing needs the price, not the schema
+                .filter(pk=prediction_id, status__in=ACTIVE)
+                .first()
+            )
+            if prediction is None:
+                return False
+        else:
+            prediction = running
+            prediction.version, prediction.hardware = hotcache.priced(
+                running.version, running.hardware
+            )
         Prediction.check_transition(prediction.status, outcome.status)
         metrics = dict(prediction.metrics)
         metrics.update(outcome.metrics or {})
@@ -359,14 +374,21 @@ def prediction_finish(prediction_id: str, outcome: Outcome) -> bool:
         if outcome.logs is not None:
             prediction.logs = scrub(outcome.logs)
             update.append("logs")
+        if prediction is running:
+            ended = Prediction.objects.filter(pk=prediction_id, status__in=ACTIVE).update(
+                **{name: getattr(prediction, name) for name in update}
+            )
+            if not ended:
+                return False  # a cancel, the reconciler or a deadline ended it first
+            update = []
         if prediction.kind == Prediction.Kind.TRAINING and outcome.status == Status.SUCCEEDED:
             _training_succeeded(prediction, outcome.output, update)
         # The ledger entry, the cost and the released reservation: in the same transaction.
         billing.settle(prediction)
         update.append("cost")
         prediction.save(update_fields=update)
-        ended = Outcome(prediction.status, error=prediction.error)
-        transaction.on_commit(lambda: _announce_done(prediction, ended))
+        ended_as = Outcome(prediction.status, error=prediction.error)
+        transaction.on_commit(lambda: _announce_done(prediction, ended_as))
         if prediction.webhook:
             wanted = prediction.webhook_events_filter
             transaction.on_commit(

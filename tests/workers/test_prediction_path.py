@@ -324,3 +324,58 @@ def test_a_prediction_that_runs_past_the_timeout_fails_saying_so(api, user, star
     assert prediction.status == Prediction.Status.FAILED
     assert prediction.error == "Prediction exceeded the timeout of 2 s"
     assert 2 <= prediction.metrics["predict_time"] < 10
+
+
+def _quick_runs(api: APIClient, version: str) -> None:
+    """Enough quick predictions for the instance to send the next ones inline."""
+    from workers.protocol import INLINE_AFTER
+
+    for _ in range(INLINE_AFTER + 1):
+        quick = create(api, version, {"steps": 1, "step_seconds": 0.01})
+        assert quick["status"] == "succeeded", quick
+        assert "1/1" in quick["logs"]
+    # The last one went inline: its logs came with its end, for the stream's followers too.
+    assert any(e.type == events.LOGS and "1/1" in e.data["text"] for e in events.read(quick["id"]))
+
+
+def test_an_inline_prediction_is_canceled_and_the_next_long_one_is_followed_live(
+    api, user, start_agent
+) -> None:  # type: ignore[no-untyped-def]
+    version = publish(user, "slow-progress")
+    start_agent()
+    _quick_runs(api, version.pk)
+    # Inline: no webhook, so nothing live while it runs; a cancel still reaches it.
+    inline = create(api, version.pk, {"steps": 40, "step_seconds": 0.1}, wait=None)
+    wait_for(
+        lambda: Prediction.objects.get(pk=inline["id"]).status == "processing",
+        message="the inline prediction to start",
+    )
+    assert api.post(f"/v1/predictions/{inline['id']}/cancel").status_code == 200
+    prediction = finished(inline["id"], timeout=30)
+    assert prediction.status == Prediction.Status.CANCELED
+    assert prediction.metrics["predict_time"] < 3.5  # 4 s had it not been stopped
+    # coglet answers a canceled inline prediction without its logs (a followed one would have
+    # had them live): nothing was streamed while it ran.
+    assert not any(e.type == events.LOGS for e in events.read(inline["id"]))
+    # That one was slow: the next is followed again, and its log lines arrive while it runs.
+    followed = create(api, version.pk, {"steps": 40, "step_seconds": 0.1}, wait=None)
+    wait_for(
+        lambda: any(e.type == events.LOGS for e in events.read(followed["id"])),
+        message="a log line while it runs",
+    )
+    assert Prediction.objects.get(pk=followed["id"]).status == "processing"
+    assert api.post(f"/v1/predictions/{followed['id']}/cancel").status_code == 200
+    assert finished(followed["id"], timeout=30).status == Prediction.Status.CANCELED
+
+
+def test_an_inline_prediction_that_runs_past_the_timeout_fails_saying_so(
+    api, user, start_agent
+) -> None:  # type: ignore[no-untyped-def]
+    version = publish(user, "slow-progress")
+    start_agent(PREDICTION_TIMEOUT="2")
+    _quick_runs(api, version.pk)
+    body = create(api, version.pk, {"steps": 40}, wait=None)
+    prediction = finished(body["id"], timeout=30)
+    assert prediction.status == Prediction.Status.FAILED
+    assert prediction.error == "Prediction exceeded the timeout of 2 s"
+    assert 2 <= prediction.metrics["predict_time"] < 10
