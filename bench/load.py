@@ -9,7 +9,8 @@ caller).
             ``-c`` concurrent asyncio clients without waiting; each client also GETs a recent
             prediction after every create (the create+get mix). Prints create and get latency,
             creates/s, end-to-end predictions/s (first created → last completed, from the
-            database), and how many were lost (not succeeded after the run).
+            database), how many were lost (not succeeded after the run), and the CPU time
+            each part of the stack spent per prediction.
   catalog   ``-c`` concurrent clients for ``-d`` seconds over the explore page, search,
             collections, a collection, model pages and their tabs of random public models,
             profiles, ``GET /v1/models``, ``GET /v1/search`` and ``QUERY /v1/models`` (the API
@@ -79,6 +80,44 @@ class Stack:
                 process.kill()
 
 
+def cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU time (user + system) used so far by each part of the stack: the web server and the
+    agent with their children (Cog servers are the agent's), PostgreSQL's and Redis's processes
+    on this machine, and this process (the load clients)."""
+    import psutil
+
+    def tree(pid: int) -> float:
+        root = psutil.Process(pid)
+        total = 0.0
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def named(name: str) -> float:
+        total = 0.0
+        for process in psutil.process_iter(["name"]):
+            if process.info["name"] and process.info["name"].startswith(name):
+                try:
+                    times = process.cpu_times()
+                    total += times.user + times.system
+                except psutil.NoSuchProcess:
+                    pass
+        return total
+
+    parts = {"web": tree(stack.processes[0].pid)}
+    if len(stack.processes) > 1:
+        parts["agent + Cog"] = tree(stack.processes[1].pid)
+    parts["postgres"] = named("postgres")
+    parts["redis"] = named("redis-server")
+    me = psutil.Process().cpu_times()
+    parts["load clients"] = me.user + me.system
+    return parts
+
+
 def report(title: str, timings: dict[str, list[float]]) -> None:
     print(title)
     print(f"{'':32}{'n':>7}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
@@ -144,6 +183,7 @@ def predict(args: argparse.Namespace) -> None:
             timeout=120,
         )
         assert warm.json()["status"] == "succeeded", warm.text
+        cpu_before = cpu_seconds(stack)
         result = asyncio.run(_predict_load(stack.base, token, version.pk, args.n, args.c))
         ids = result["ids"]
         deadline = time.monotonic() + 300
@@ -152,6 +192,7 @@ def predict(args: argparse.Namespace) -> None:
             if not active.exists():
                 break
             time.sleep(0.5)
+        cpu_used = {k: v - cpu_before[k] for k, v in cpu_seconds(stack).items()}
         done = Prediction.objects.filter(pk__in=ids)
         span = done.aggregate(first=Min("created_at"), last=Max("completed_at"))
         seconds = (span["last"] - span["first"]).total_seconds()
@@ -165,6 +206,10 @@ def predict(args: argparse.Namespace) -> None:
         print(f"end to end predictions/s:   {succeeded / seconds:8.1f}  ({seconds:.1f} s)")
         print(f"succeeded {succeeded} of {len(ids)} created; lost {len(ids) - succeeded}; "
               f"refused {result['errors']}")  # fmt: skip
+        # Where the two cores went: CPU ms per prediction (create + GET + run), by process.
+        per = {k: 1000 * v / max(1, len(ids)) for k, v in cpu_used.items()}
+        print("CPU ms per prediction: " + ", ".join(f"{k} {v:.1f}" for k, v in per.items()))
+        print(f"  total {sum(per.values()):.1f} ms (two cores give {2000 / 150:.1f} at 150/s)")
     finally:
         stack.stop()
 

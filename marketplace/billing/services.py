@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -66,20 +67,35 @@ def _locked(account_id: int, token: ApiToken | None = None) -> BillingAccount:
 
 
 def _billing(account_id: int, token: ApiToken | None = None, *, lock: bool) -> BillingAccount:
-    rows = BillingAccount.objects.filter(account_id=account_id)
-    if lock:
-        rows = rows.select_for_update(of=("self",))
+    """The account's billing row (created on first use), locked if ``lock``; with ``token``,
+    that token's monthly cap as ``token_cap``. Every create and every finish reads it, so it is
+    one hand-written statement: the ORM took three times longer to build the query (with its cap
+    subquery) than PostgreSQL took to run it."""
+    cap = ""
+    params: list[Any] = []
     if token is not None:
-        rows = rows.annotate(
-            token_cap=Subquery(TokenCap.objects.filter(token=token).values("monthly_cap")[:1])
-        )
-    billing = rows.first()
-    if billing is None:
+        cap = f", (SELECT c.monthly_cap FROM {_TOKEN_CAPS} c WHERE c.token_id = %s) AS token_cap"  # noqa: S608
+        params.append(token.pk)
+    params.append(account_id)
+    # SQLite has no row locks (Django's select_for_update is a no-op there, too).
+    locked = " FOR UPDATE OF b" if lock and connection.features.has_select_for_update_of else ""
+    sql = f"SELECT b.*{cap} FROM {_BILLING_ACCOUNTS} b WHERE b.account_id = %s{locked}"  # noqa: S608
+    rows = list(BillingAccount.objects.raw(sql, params))
+    if not rows:
         BillingAccount.objects.get_or_create(
             account_id=account_id, defaults={"mode": settings.BILLING_DEFAULT_MODE}
         )
-        billing = rows.get()
+        rows = list(BillingAccount.objects.raw(sql, params))
+    billing = rows[0]
+    token_cap = getattr(billing, "token_cap", None)
+    if token_cap is not None and not isinstance(token_cap, Decimal):
+        # SQLite hands the cap back as a float or an int.
+        billing.token_cap = pricing.money(Decimal(str(token_cap)))  # type: ignore[attr-defined]
     return billing
+
+
+_BILLING_ACCOUNTS = connection.ops.quote_name(BillingAccount._meta.db_table)
+_TOKEN_CAPS = connection.ops.quote_name(TokenCap._meta.db_table)
 
 
 def month_start(now: datetime | None = None) -> datetime:

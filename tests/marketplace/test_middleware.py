@@ -113,3 +113,36 @@ def test_the_checks_django_no_longer_makes_are_made_for_the_block(settings: Any)
     assert [e.msg for e in errors] == [
         "django.middleware.csrf.CsrfViewMiddleware must be in SYNC_MIDDLEWARE"
     ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("is_async", [False, True])
+def test_security_headers_are_set_with_the_hooks_on_the_event_loop(
+    settings: Any, is_async: bool
+) -> None:
+    settings.SECURE_REFERRER_POLICY = "same-origin"
+    for path in ("/", "/v1/predictions", "/static/does-not-exist.css"):
+        response = _request("get", path, is_async)
+        assert response["X-Content-Type-Options"] == "nosniff", path
+        assert response["Referrer-Policy"] == "same-origin", path
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("is_async", [False, True])
+def test_the_ssl_redirect_still_happens(settings: Any, is_async: bool) -> None:
+    settings.SECURE_SSL_REDIRECT = True
+    response = _request("get", "/explore", is_async)
+    assert response.status_code == 301 and response["Location"].startswith("https://")
+
+
+def test_djangos_deploy_checks_of_the_security_settings_still_run(settings: Any) -> None:
+    from django.core.checks import run_checks
+
+    settings.SECURE_HSTS_SECONDS = 0
+    settings.SECURE_SSL_REDIRECT = False
+    ids = {m.id for m in run_checks(include_deployment_checks=True)}
+    assert {"security.W004", "security.W008"} <= ids
+    settings.SECURE_HSTS_SECONDS = 3600
+    settings.SECURE_SSL_REDIRECT = True
+    ids = {m.id for m in run_checks(include_deployment_checks=True)}
+    assert not {"security.W004", "security.W008"} & ids
