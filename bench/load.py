@@ -81,21 +81,24 @@ class Stack:
 
 
 def cpu_seconds(stack: Stack) -> dict[str, float]:
-    """CPU time (user + system) used so far by each part of the stack: the web server and the
-    agent with their children (Cog servers are the agent's), PostgreSQL's and Redis's processes
-    on this machine, and this process (the load clients)."""
+    """CPU time (user + system) used so far by each part of the stack: the web server (with its
+    workers), the agent, its Cog servers (the agent's children), PostgreSQL's and Redis's
+    processes on this machine, and this process (the load clients)."""
     import psutil
 
-    def tree(pid: int) -> float:
-        root = psutil.Process(pid)
+    def used(processes: list[psutil.Process]) -> float:
         total = 0.0
-        for process in [root, *root.children(recursive=True)]:
+        for process in processes:
             try:
                 times = process.cpu_times()
                 total += times.user + times.system + times.children_user + times.children_system
             except psutil.NoSuchProcess:
                 pass
         return total
+
+    def tree(pid: int) -> float:
+        root = psutil.Process(pid)
+        return used([root, *root.children(recursive=True)])
 
     def named(name: str) -> float:
         total = 0.0
@@ -110,7 +113,9 @@ def cpu_seconds(stack: Stack) -> dict[str, float]:
 
     parts = {"web": tree(stack.processes[0].pid)}
     if len(stack.processes) > 1:
-        parts["agent + Cog"] = tree(stack.processes[1].pid)
+        agent = psutil.Process(stack.processes[1].pid)
+        parts["agent"] = used([agent])
+        parts["Cog"] = used(agent.children(recursive=True))
     parts["postgres"] = named("postgres")
     parts["redis"] = named("redis-server")
     me = psutil.Process().cpu_times()

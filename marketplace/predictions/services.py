@@ -338,7 +338,11 @@ def prediction_finish(
         raise ValueError(f"{outcome.status} is not a terminal status")
     now = timezone.now()
     with transaction.atomic():
-        if running is None or running.kind == Prediction.Kind.TRAINING:
+        if (
+            running is None
+            or running.kind == Prediction.Kind.TRAINING
+            or running.hardware_id is None
+        ):
             prediction = (
                 Prediction.objects.select_for_update(of=("self",))
                 # The model's owner and the instance come along for the answer the done event
