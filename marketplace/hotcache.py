@@ -1,5 +1,6 @@
 """Per-process caches for the hot path: API tokens, the versions public models run, the version
-answer the official client reads before a run, and the prices a runner charges at the end.
+answer the official client reads before a run, the prices a runner charges at the end, and the
+catalog objects a prediction's API object shows.
 
 A prediction create used to look up its token and its version in the database on every request.
 Both change rarely, so each web process keeps what it looked up for at most
@@ -60,6 +61,7 @@ _tokens: TTLCache[str, Any] = TTLCache()
 _versions: TTLCache[tuple[str, ...], Any] = TTLCache()
 _bodies: TTLCache[tuple[str, ...], Any] = TTLCache(max_entries=1_000)  # schemas are large
 _prices: TTLCache[tuple[str, int], Any] = TTLCache()
+_shown: TTLCache[tuple[str, Any], Any] = TTLCache()
 
 # What a prediction's charge reads of its version (``billing.pricing.charge``).
 VERSION_PRICE_FIELDS = ("unit_price", "price_unit", "markup_per_second")
@@ -122,11 +124,37 @@ def priced(version: Any, hardware: Any) -> tuple[Any, Any]:
     return version, hardware
 
 
+def attach_catalog(prediction: Any) -> None:
+    """Attach the version (with its model and owner) and the hardware a prediction's API object
+    shows, from this process's cache, instead of joining four tables into every read of a
+    prediction (a polled ``GET /v1/predictions/{id}``). Who may read the prediction was decided
+    by its own row (its account); these objects are only shown."""
+    from marketplace.catalog.models import Hardware, Version
+
+    version = _shown.get(
+        ("version", prediction.version_id),
+        lambda: (
+            Version.objects.select_related("model__owner")
+            .defer("openapi_schema")
+            .get(pk=prediction.version_id)
+        ),
+    )
+    prediction.version = copy.copy(version)
+    if version.model_id == prediction.model_id:
+        prediction.model = version.model
+    if prediction.hardware_id is not None:
+        prediction.hardware = _shown.get(
+            ("hardware", prediction.hardware_id),
+            lambda: Hardware.objects.get(pk=prediction.hardware_id),
+        )
+
+
 def clear(**kwargs: Any) -> None:
     _tokens.clear()
     _versions.clear()
     _bodies.clear()
     _prices.clear()
+    _shown.clear()
 
 
 def connect_signals() -> None:

@@ -54,10 +54,16 @@ def prediction_of_caller(request: Request, prediction_id: str) -> Prediction:
 
 
 def prediction_of(user: User, prediction_id: str) -> Prediction:
-    """:func:`prediction_of_caller` for a user (the MCP tools look predictions up this way)."""
-    prediction = _predictions_of(user).filter(pk=prediction_id).first()
+    """:func:`prediction_of_caller` for a user (the MCP tools look predictions up this way).
+    The row and its instance in one read; what it shows of the catalog from the hot cache."""
+    prediction = (
+        Prediction.objects.select_related("instance")
+        .filter(account=user.account, pk=prediction_id)
+        .first()
+    )
     if prediction is None:
         raise Problem(404, "The requested resource could not be found.")
+    hotcache.attach_catalog(prediction)
     return prediction
 
 
