@@ -1,6 +1,6 @@
 """Per-process caches for the hot path: API tokens, the versions public models run, the version
-answer the official client reads before a run, the prices a runner charges at the end, and the
-catalog objects a prediction's API object shows.
+answer the official client reads before a run, and the catalog objects a prediction shows and is
+charged by (its version, model, owner and hardware).
 
 A prediction create used to look up its token and its version in the database on every request.
 Both change rarely, so each web process keeps what it looked up for at most
@@ -60,11 +60,7 @@ class TTLCache(Generic[K, V]):
 _tokens: TTLCache[str, Any] = TTLCache()
 _versions: TTLCache[tuple[str, ...], Any] = TTLCache()
 _bodies: TTLCache[tuple[str, ...], Any] = TTLCache(max_entries=1_000)  # schemas are large
-_prices: TTLCache[tuple[str, int], Any] = TTLCache()
 _shown: TTLCache[tuple[str, Any], Any] = TTLCache()
-
-# What a prediction's charge reads of its version (``billing.pricing.charge``).
-VERSION_PRICE_FIELDS = ("unit_price", "price_unit", "markup_per_second")
 
 
 def authenticate(raw_key: str) -> Any:
@@ -106,29 +102,12 @@ def public_body(*key: str, load: Callable[[], bytes | None]) -> bytes | None:
     return None if body is _MISSING else body  # type: ignore[return-value]
 
 
-def priced(version: Any, hardware: Any) -> tuple[Any, Any]:
-    """Copies of ``version`` and ``hardware`` carrying their prices as they are now (at most
-    ``HOT_CACHE_SECONDS`` old), for a runner that has held the objects since its instance
-    started: a price changed since then is the one charged, as it is the one quoted."""
-    from marketplace.catalog.models import Hardware, Version
-
-    def load() -> tuple[dict[str, Any], Any]:
-        fields = Version.objects.filter(pk=version.pk).values(*VERSION_PRICE_FIELDS).get()
-        price = Hardware.objects.filter(pk=hardware.pk).values_list("price_per_second", flat=True)
-        return fields, price.get()
-
-    fields, price_per_second = _prices.get((version.pk, hardware.pk), load)
-    version, hardware = copy.copy(version), copy.copy(hardware)
-    version.__dict__.update(fields)
-    hardware.price_per_second = price_per_second
-    return version, hardware
-
-
 def attach_catalog(prediction: Any) -> None:
     """Attach the version (with its model and owner) and the hardware a prediction's API object
-    shows, from this process's cache, instead of joining four tables into every read of a
-    prediction (a polled ``GET /v1/predictions/{id}``). Who may read the prediction was decided
-    by its own row (its account); these objects are only shown."""
+    shows and its charge is priced by, from this process's cache, instead of joining four tables
+    into every read of a prediction (a polled ``GET /v1/predictions/{id}``, the runner's end).
+    Who may read the prediction was decided by its own row (its account); a changed price is
+    charged within ``HOT_CACHE_SECONDS``, as it is quoted."""
     from marketplace.catalog.models import Hardware, Version
 
     version = _shown.get(
@@ -153,7 +132,6 @@ def clear(**kwargs: Any) -> None:
     _tokens.clear()
     _versions.clear()
     _bodies.clear()
-    _prices.clear()
     _shown.clear()
 
 

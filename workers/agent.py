@@ -351,7 +351,7 @@ class Agent:
                 instances.gone(pool, 0, request_id)
                 return
             version_id = deployment.version_id  # asked for before an update: run the current one
-        version = Version.objects.select_related("model__owner").filter(pk=version_id).first()
+        version = Version.objects.select_related("model").filter(pk=version_id).first()
         if version is None or self.stopping.is_set():
             instances.gone(pool, 0, request_id)
             return

@@ -119,7 +119,6 @@ class CogRun:
                 self._collect(mailbox)
                 return
             assert answer is not None
-            supervisor.agent.inline_watch.remove(pid)
             logs = answer.get("logs") or ""
             if logs:
                 # Followers of the stream get the logs with the end, as they would have live.

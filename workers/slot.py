@@ -113,13 +113,8 @@ class Slot(threading.Thread):
             self._not_claimed(popped.prediction_id)
             return
         self.claimed = True
-        # The finish needs these besides the row, and the runner already holds them.
-        if prediction.version_id == version.pk:
-            prediction.version, prediction.model = version, version.model
-        instance = supervisor.instance
-        if prediction.hardware_id == instance.hardware_id:
-            prediction.hardware = instance.hardware
-        prediction.instance = instance
+        # The answer the finish announces shows its setup time: the runner holds its instance.
+        prediction.instance = supervisor.instance
         # A training's input follows the trainer's schema (TrainingInput).
         openapi = version.train_schema if supervisor.training else version.schema
         try:

@@ -96,6 +96,7 @@ def _billing(account_id: int, token: ApiToken | None = None, *, lock: bool) -> B
 
 _BILLING_ACCOUNTS = connection.ops.quote_name(BillingAccount._meta.db_table)
 _TOKEN_CAPS = connection.ops.quote_name(TokenCap._meta.db_table)
+_RESERVATIONS = connection.ops.quote_name(Reservation._meta.db_table)
 
 
 def month_start(now: datetime | None = None) -> datetime:
@@ -294,10 +295,9 @@ def settle(prediction: Prediction) -> Decimal:
 def _release_hold(prediction_id: str) -> Decimal | None:
     """Delete the prediction's reservation and return what it held (None if it had none): one
     ``DELETE … RETURNING`` (PostgreSQL, and SQLite since 3.35) instead of a read and a delete."""
-    table = connection.ops.quote_name(Reservation._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"DELETE FROM {table} WHERE prediction_id = %s RETURNING amount",  # noqa: S608
+            f"DELETE FROM {_RESERVATIONS} WHERE prediction_id = %s RETURNING amount",  # noqa: S608
             [prediction_id],
         )
         row = cursor.fetchone()

@@ -329,20 +329,17 @@ def prediction_finish(
 ) -> bool:
     """Move an active prediction to a terminal status; False if it had already ended.
 
-    ``running``: the prediction as its runner claimed it, with its version (and model and
-    owner), hardware and instance attached — the runner's normal end. The transition is then one
-    conditional UPDATE (which takes the row's lock) instead of a locked read of the row and the
-    rows the answer needs; everything else is the same.
+    ``running``: the prediction as its runner claimed it, with its instance attached — the
+    runner's normal end. The transition is then one conditional UPDATE (which takes the row's
+    lock) instead of a locked read of the row and the rows the answer needs; the version, model
+    and hardware come from the hot cache (``hotcache.attach_catalog``); everything else is the
+    same.
     """
     if outcome.status not in Prediction.TERMINAL:
         raise ValueError(f"{outcome.status} is not a terminal status")
     now = timezone.now()
     with transaction.atomic():
-        if (
-            running is None
-            or running.kind == Prediction.Kind.TRAINING
-            or running.hardware_id is None
-        ):
+        if running is None or running.kind == Prediction.Kind.TRAINING:
             prediction = (
                 Prediction.objects.select_for_update(of=("self",))
                 # The model's owner and the instance come along for the answer the done event
@@ -356,9 +353,7 @@ def prediction_finish(
                 return False
         else:
             prediction = running
-            prediction.version, prediction.hardware = hotcache.priced(
-                running.version, running.hardware
-            )
+            hotcache.attach_catalog(prediction)
         Prediction.check_transition(prediction.status, outcome.status)
         metrics = dict(prediction.metrics)
         metrics.update(outcome.metrics or {})

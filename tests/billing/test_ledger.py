@@ -269,10 +269,10 @@ def _locks_billing(version: Version, user: Any) -> bool:
     )
 
 
-@pytest.mark.skipif(connection.vendor == "sqlite", reason="SQLite takes no row locks")
 def test_only_a_limited_account_takes_the_billing_lock(user: Any, settings: Any) -> None:
     """Nothing to enforce (postpaid, no cap, no credit): creates and settles don't queue behind
     one another on the billing row. A cap or credit brings the lock back."""
+    assert connection.vendor == "postgresql", "make test runs the suite on PostgreSQL (row locks)"
     settings.PREDICTION_TIMEOUT = 10
     version = priced(user, per_second="0.01")
     assert not _locks_billing(version, user)

@@ -5,6 +5,11 @@ from __future__ import annotations
 from workers.protocol import INLINE_AFTER, INLINE_BELOW_SECONDS, Pace
 
 
+def _quick(pace: Pace, count: int = INLINE_AFTER) -> None:
+    for _ in range(count):
+        pace.record(0.001)
+
+
 def test_inline_only_after_enough_quick_predictions_on_a_coglet_server() -> None:
     pace = Pace(inline_capable=True)
     for _ in range(INLINE_AFTER):
@@ -15,25 +20,21 @@ def test_inline_only_after_enough_quick_predictions_on_a_coglet_server() -> None
 
 def test_one_slow_prediction_sends_the_next_ones_back_to_being_followed() -> None:
     pace = Pace(inline_capable=True)
-    for _ in range(INLINE_AFTER):
-        pace.record(0.001)
+    _quick(pace)
     pace.record(INLINE_BELOW_SECONDS)
     assert not pace.inline
-    for _ in range(INLINE_AFTER - 1):
-        pace.record(0.001)
+    _quick(pace, INLINE_AFTER - 1)
     assert not pace.inline
 
 
 def test_an_unknown_run_time_counts_as_slow() -> None:
     pace = Pace(inline_capable=True)
-    for _ in range(INLINE_AFTER):
-        pace.record(0.001)
+    _quick(pace)
     pace.record(None)
     assert not pace.inline
 
 
 def test_the_legacy_server_is_always_followed() -> None:
     pace = Pace(inline_capable=False)
-    for _ in range(INLINE_AFTER * 2):
-        pace.record(0.001)
+    _quick(pace, INLINE_AFTER * 2)
     assert not pace.inline

@@ -42,16 +42,14 @@ def test_a_models_unstorable_text_is_stored_repaired(user: Any) -> None:
 
 
 def _claimed_by_a_runner(user: Any) -> Prediction:
-    """A prediction as a runner holds it after its claim: the row the claim returned, with the
-    version (model, owner), hardware and instance the runner already has."""
+    """A prediction as a runner holds it after its claim: the row the claim returned (this one
+    ran on no instance)."""
     version = publish(user, "hello")
     created = prediction_create(
         version=version, input={"text": "x"}, account=user.account, created_by=user
     )
     claimed = prediction_claim(created.pk, None)
     assert claimed is not None
-    claimed.version, claimed.model = version, version.model
-    claimed.hardware = created.hardware
     return claimed
 
 
