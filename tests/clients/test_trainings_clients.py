@@ -61,7 +61,8 @@ def test_trainings_through_the_official_clients(
     training = client.trainings.create(
         model="alice/trainable",
         version=base.id,
-        input={"phrase": "ahoy"},
+        # 0.1 s, so its cost at $0.0001/s is not rounded to zero as a 4 ms training's is.
+        input={"phrase": "ahoy", "seconds": 0.1},
         destination="alice/trained-py",
     )
     assert training.status == "starting" and training.model == "alice/trainable"
