@@ -15,6 +15,7 @@ from marketplace.billing import services
 from marketplace.billing.models import BillingAccount, UsageEntry
 from marketplace.catalog.models import Hardware
 from marketplace.predictions.models import Prediction
+from tests.conftest import wait_for
 from tests.orgs.conftest import World
 
 pytestmark = pytest.mark.slow
@@ -52,7 +53,15 @@ def test_a_members_prediction_through_an_org_token_is_billed_to_the_org(
     assert entry.billing_id == org_billing.pk
     assert entry.user == mia and entry.token is not None and entry.token.account == world.org
     assert entry.amount > 0 and entry.amount == prediction.cost == entry.credit_applied
-    # world.prediction (also mia's, for acme) was queued when the world committed and ran too.
+    # world.prediction and world.training (also mia's, for acme) were queued when the world
+    # committed and run too; the ledger is read once both have ended (each is charged in the
+    # transaction that ends it), or a charge landing after the read makes the sums disagree.
+    others = Prediction.objects.filter(pk__in=[world.prediction.pk, world.training.pk])
+    wait_for(
+        lambda: all(p.status in Prediction.TERMINAL for p in others.all()),
+        timeout=90,
+        message="the world's prediction and training to end",
+    )
     org_entries = UsageEntry.objects.filter(billing=org_billing)
     assert {e.user_id for e in org_entries} == {mia.pk}
     spent = sum((e.credit_applied for e in org_entries), Decimal(0))
