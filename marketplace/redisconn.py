@@ -11,17 +11,52 @@ import asyncio
 import contextlib
 import fcntl
 import subprocess
+import threading
 import time
 import weakref
-from functools import cache
+from collections.abc import Callable, Hashable
+from functools import update_wrapper
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlparse
 
 import redis
 import redis.asyncio
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+T = TypeVar("T")
+
+
+class made_once(Generic[T]):
+    """``functools.cache`` for the clients a process makes once, safe when threads race to it.
+
+    ``functools.cache`` lets threads that miss together each make one and keeps the last, so an
+    earlier one, already handed out, is dropped while in use; a dropped ``redis.Redis`` closes its
+    pool and cuts the connection another thread is reading from (a 500 in the first burst of
+    requests a web process serves). Here the first one made is the only one anyone gets.
+    """
+
+    def __init__(self, make: Callable[..., T]):
+        self._make = make
+        self._made: dict[tuple[Hashable, ...], T] = {}
+        self._lock = threading.Lock()
+        update_wrapper(self, make)
+
+    def __call__(self, *args: Hashable) -> T:
+        try:
+            return self._made[args]
+        except KeyError:
+            pass
+        with self._lock:
+            if args not in self._made:
+                self._made[args] = self._make(*args)
+            return self._made[args]
+
+    def cache_clear(self) -> None:
+        """Forget what was made (tests that point the process at another Redis)."""
+        with self._lock:
+            self._made.clear()
 
 
 def _socket_path() -> Path:
@@ -105,7 +140,7 @@ _CLIENT_OPTIONS: dict[str, Any] = {
 MAX_BLOCK_MS = 20_000
 
 
-@cache
+@made_once
 def get_redis() -> redis.Redis:
     """The process-wide client (thread-safe: redis-py pools connections)."""
     ensure_embedded_redis()
